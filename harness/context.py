@@ -1,0 +1,154 @@
+"""One example made concrete: inputs on the device, the output, and every gradient source.
+
+Each source is computed at most once per example, on first use, so a check pays
+only for what it compares.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+
+from harness import evaluate, numeric
+from harness.compare import SENSITIVITY_FACTOR, Mismatch, compare, tolerances
+from harness.examples import Example, cotangent
+from harness.report import Failure
+from harness.spec import Spec
+
+ELEMENTWISE_ORACLE = 64  # inputs up to this size get every partial derivative
+LOCALISE_LIMIT = 4096  # a failing larger input is localised up to this size
+
+
+class Discarded(Exception):
+    """The example is not a point where the gradient can be judged (kink, overflow)."""
+
+
+class Skipped(Exception):
+    """The check cannot run for this spec here (no forward AD, no CUDA)."""
+
+
+class Context:
+    def __init__(self, spec: Spec, example: Example, device: str, dtype: torch.dtype):
+        self.spec, self.example, self.device, self.dtype = spec, example, device, dtype
+        self.dims = example.dims
+        self.values = evaluate.prepared(spec, example, dtype, device)
+        self.result = evaluate.forward(spec, self.values, self.dims)
+        self.cotangent = cotangent(self.result.shape, example.cotangent_seed, dtype, device)
+        self.rtol, self.atol = tolerances(spec, dtype)
+
+    @cached_property
+    def autograd(self) -> dict[str, torch.Tensor]:
+        return evaluate.autograd_vjp(self.spec, self.values, self.result, self.cotangent)
+
+    @cached_property
+    def formula(self) -> dict[str, torch.Tensor]:
+        return evaluate.formula_vjp(
+            self.spec, self.values, self.dims, self.result, self.cotangent
+        )
+
+    @cached_property
+    def point64(self) -> dict[str, torch.Tensor]:
+        return {name: value.detach().to(torch.float64) for name, value in self.values.items()}
+
+    @cached_property
+    def phi64(self):
+        return evaluate.contracted(self.spec, self.dims, self.cotangent.to(torch.float64))
+
+    @cached_property
+    def magnitude(self) -> float:
+        """sum |v| |f(x)| in float64: the scale of rounding noise in phi."""
+        with torch.no_grad():
+            output = self.spec.forward({**self.point64, **self.dims})
+        return float((self.cotangent.to(torch.float64).abs() * output.abs()).sum())
+
+    def scale(self, name: str) -> torch.Tensor:
+        return numeric.step_scale(self.point64[name], self.spec.inputs[name])
+
+    def partials(self, name: str) -> numeric.Estimate:
+        """Every partial derivative of phi for input ``name``; discards a kinked point."""
+        estimate = numeric.partial_derivatives(
+            self.phi64, self.point64, name, self.scale(name), self.magnitude
+        )
+        return self._judgeable(estimate)
+
+    def direction(self, name: str) -> torch.Tensor:
+        """A random direction, scaled like the input, with no component near zero."""
+        generator = torch.Generator().manual_seed(self.example.cotangent_seed + 1)
+        shape = self.point64[name].shape
+        size = 0.5 + torch.rand(shape, generator=generator, dtype=torch.float64)
+        sign = torch.randint(0, 2, shape, generator=generator) * 2 - 1
+        return (size * sign).to(self.device) * self.scale(name)
+
+    def directional(self, name: str, direction: torch.Tensor) -> numeric.Estimate:
+        estimate = numeric.directional_derivative(
+            self.phi64, self.point64, {name: direction}, self.magnitude
+        )
+        return self._judgeable(estimate)
+
+    def directional_all(self, directions: dict[str, torch.Tensor]) -> numeric.Estimate:
+        """The derivative of phi along several inputs at once (no discarding)."""
+        directions = {name: d.to(torch.float64) for name, d in directions.items()}
+        return numeric.directional_derivative(
+            self.phi64, self.point64, directions, self.magnitude
+        )
+
+    def _judgeable(self, estimate: numeric.Estimate) -> numeric.Estimate:
+        if not estimate.finite:
+            raise Discarded("the forward is not finite within a finite-difference step")
+        if not bool(estimate.smooth.all()):
+            raise Discarded("one-sided differences disagree: not differentiable here")
+        return estimate
+
+    @cached_property
+    def sensitivity(self) -> dict[str, torch.Tensor]:
+        """How far the float64 gradient moves when the inputs move by one ulp of the dtype.
+
+        Rounding inside a ``dtype`` computation acts like such a move (backward
+        stability), so this is the noise a correct low-precision gradient carries.
+        Zero in float64, where the comparison is against float64 sources anyway.
+        """
+        if self.dtype == torch.float64:
+            return {name: torch.zeros(()) for name in self.spec.differentiable}
+        eps = torch.finfo(self.dtype).eps
+        base = self._gradient64(self.point64)
+        generator = torch.Generator().manual_seed(self.example.cotangent_seed + 2)
+        spread = {name: torch.zeros_like(g) for name, g in base.items()}
+        for _ in range(2):
+            moved = {
+                name: value * (1 + eps * (2 * torch.rand(
+                    value.shape, generator=generator, dtype=torch.float64) - 1).to(value.device))
+                for name, value in self.point64.items()
+            }
+            for name, grad in self._gradient64(moved).items():
+                spread[name] = torch.maximum(spread[name], (grad - base[name]).abs())
+        return {name: SENSITIVITY_FACTOR * value.cpu() for name, value in spread.items()}
+
+    def _gradient64(self, point: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        values = {
+            name: value.clone().requires_grad_(self.spec.inputs[name].requires_grad)
+            for name, value in point.items()
+        }
+        result = self.spec.forward({**values, **self.dims})
+        return evaluate.autograd_vjp(self.spec, values, result, self.cotangent.double())
+
+    def compare(
+        self, actual: torch.Tensor, expected: torch.Tensor, name: str, error=0.0
+    ) -> Mismatch | None:
+        slack = self.sensitivity[name] + 3 * torch.as_tensor(error).cpu()
+        return compare(actual, expected, rtol=self.rtol, atol=self.atol, slack=slack)
+
+    def failure(self, summary: str, verdict: str = "", details=(), name=None) -> Failure:
+        return Failure(
+            spec=self.spec.name or "?",
+            check="",
+            device=self.device,
+            dtype=str(self.dtype).removeprefix("torch."),
+            summary=summary,
+            verdict=verdict,
+            details=tuple(details),
+            example=self.example.describe(),
+            explicit=self.example.index,
+            location=self.spec.location,
+            input=name,
+        )

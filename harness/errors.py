@@ -1,0 +1,66 @@
+"""The exceptions the harness raises: one base class, one for specs, one for gradients."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base class of every error the harness raises on purpose."""
+
+
+class SpecError(HarnessError, ValueError):
+    """A spec (or a spec file) is invalid.
+
+    ``str(error)`` reads ``path:line: spec 'name': what is wrong — how to fix it``;
+    the location parts are left out while unknown. The loader fills them in with
+    :meth:`located` as the error travels outwards.
+
+    >>> str(SpecError("unknown key 'fowrard' — did you mean 'forward'?",
+    ...               path="specs/a.toml", line=3, spec="square"))
+    "specs/a.toml:3: spec 'square': unknown key 'fowrard' — did you mean 'forward'?"
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        spec: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        self.spec = spec
+        super().__init__(self.__str__())
+
+    def located(
+        self, *, path: str | None = None, line: int | None = None, spec: str | None = None
+    ) -> SpecError:
+        """A copy with the location parts that this error does not know yet filled in."""
+        return SpecError(
+            self.message,
+            path=self.path or path,
+            line=self.line or line,
+            spec=self.spec or spec,
+        )
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        who = f"spec {self.spec!r}: " if self.spec else ""
+        return f"{where}{who}{self.message}"
+
+    def __reduce__(self):  # keeps the keywords through pickling (pytest-xdist)
+        return (_rebuild_spec_error, (self.message, self.path, self.line, self.spec))
+
+
+def _rebuild_spec_error(message, path, line, spec) -> SpecError:
+    return SpecError(message, path=path, line=line, spec=spec)
+
+
+class GradientMismatch(HarnessError, AssertionError):
+    """A gradient disagrees with its oracle; what the pytest items raise.
+
+    The message is the report's text: its first line stands alone.
+    """

@@ -1,0 +1,235 @@
+"""Spec files -> specs. TOML files are data; Python spec modules are imported.
+
+``load_file`` never raises for a bad spec: each one that cannot be built becomes a
+``Broken`` entry carrying its SpecError (with path and line), so one bad spec
+costs only its own item. ``load_specs`` is the strict form for library users.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+import tomllib
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import SpecError
+from harness.spec import Spec
+from harness.toml_spec import spec_from_table
+
+SPEC_SUFFIXES = (".toml", ".py")
+_HEADER = re.compile(r"^\s*\[\[?\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*[.\]]")
+_TOP_KEY = re.compile(r"^\s*(\"[^\"]*\"|[A-Za-z0-9_-]+)\s*[.=]")
+_TOML_LINE = re.compile(r"at line (\d+)")
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A spec (or a whole file) that could not be loaded."""
+
+    name: str
+    error: SpecError
+
+    @property
+    def line(self) -> int | None:
+        return self.error.line
+
+
+def load_specs(path: str | os.PathLike) -> list[Spec]:
+    """The specs of a ``.toml`` or ``.py`` file, or of every such file in a folder.
+
+    Raises the first SpecError met; use ``load_file`` to keep going past bad specs.
+
+    >>> specs = load_specs("specs/seed.toml")  # doctest: +SKIP
+    >>> [spec.name for spec in specs][:2]  # doctest: +SKIP
+    ['scalar_chain', 'two_inputs']
+    """
+    specs = []
+    for file in spec_files(path):
+        for entry in load_file(file):
+            if isinstance(entry, Broken):
+                raise entry.error
+            specs.append(entry)
+    return specs
+
+
+def spec_files(path: str | os.PathLike) -> list[Path]:
+    path = Path(path)
+    if path.is_dir():
+        return sorted(
+            p for p in path.rglob("*")
+            if p.suffix in SPEC_SUFFIXES and p.is_file() and not p.name.startswith(("_", "."))
+        )
+    if not path.exists():
+        raise SpecError(f"path={str(path)!r} does not exist — give a spec file or a folder")
+    if path.suffix not in SPEC_SUFFIXES:
+        raise SpecError(f"path={str(path)!r} is not a .toml or .py spec file")
+    return [path]
+
+
+def load_file(path: str | os.PathLike) -> list[Spec | Broken]:
+    path = Path(path)
+    shown = _shown(path)
+    if path.suffix == ".py":
+        return _load_python(path, shown)
+    return _load_toml(path, shown)
+
+
+def _shown(path: Path) -> str:
+    """The path as messages show it: relative to the working folder where possible."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _load_toml(path: Path, shown: str) -> list[Spec | Broken]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        return [_file_broken(path, shown, 1, f"is not UTF-8 text ({error.reason} at byte "
+                                             f"{error.start}) — save it as UTF-8")]
+    except OSError as error:
+        return [_file_broken(path, shown, None, f"cannot be read: {error.strerror}")]
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return _load_toml_chunks(text, path, shown)
+    lines = _spec_lines(text)
+    return [_build(name, table, text, lines, shown) for name, table in document.items()]
+
+
+def _load_toml_chunks(text: str, path: Path, shown: str) -> list[Spec | Broken]:
+    """A file with a syntax error: parse each spec's lines alone so the rest survive."""
+    lines = text.splitlines(keepends=True)
+    starts = _spec_lines(text)
+    if not starts:
+        return [_toml_syntax_broken(path.stem, text, 0, shown)]
+    bounds = sorted(starts.values())
+    entries: list[Spec | Broken] = []
+    first = bounds[0] - 1
+    if "".join(lines[:first]).strip():
+        entries.append(_toml_syntax_broken(path.stem, "".join(lines[:first]), 0, shown))
+    for name, start in starts.items():
+        end = min((b for b in bounds if b > start), default=len(lines) + 1)
+        chunk = "".join(lines[start - 1 : end - 1])
+        try:
+            document = tomllib.loads(chunk)
+        except tomllib.TOMLDecodeError:
+            entries.append(_toml_syntax_broken(name, chunk, start - 1, shown))
+            continue
+        for key, table in document.items():
+            entries.append(_build(key, table, text, starts, shown))
+    return entries
+
+
+def _toml_syntax_broken(name: str, chunk: str, offset: int, shown: str) -> Broken:
+    try:
+        tomllib.loads(chunk)
+    except tomllib.TOMLDecodeError as error:
+        found = _TOML_LINE.search(str(error))
+        line = offset + int(found.group(1)) if found else offset + 1
+        message = f"TOML syntax error: {error} — fix the syntax; the other specs still load"
+        message = _TOML_LINE.sub(f"at line {line}", message)
+        return Broken(name, SpecError(message, path=shown, line=line, spec=name))
+    return Broken(name, SpecError("TOML syntax error", path=shown, line=offset + 1, spec=name))
+
+
+def _spec_lines(text: str) -> dict[str, int]:
+    """The line where each top-level table starts: its first header or dotted key."""
+    starts: dict[str, int] = {}
+    in_table = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            in_table = True
+            starts.setdefault(header.group(1).strip("\"'"), number)
+        elif not in_table and (key := _TOP_KEY.match(line)):
+            starts.setdefault(key.group(1).strip("\"'"), number)
+    return starts
+
+
+def _build(name: str, table, text: str, starts: dict[str, int], shown: str) -> Spec | Broken:
+    line = starts.get(name, 1)
+    try:
+        return spec_from_table(name, table, shown, line)
+    except SpecError as error:
+        key_line = _key_line(text, line, getattr(error, "key", ""))
+        return Broken(name, SpecError(error.message, path=shown, line=key_line, spec=name))
+
+
+def _key_line(text: str, start: int, key: str) -> int:
+    """The line of ``key`` (dotted, e.g. "backward.W") at or after the spec's first line."""
+    if not key:
+        return start
+    parts = [re.escape(part) for part in key.split(".")]
+    patterns = [
+        r"^\s*" + r"\s*\.\s*".join(parts) + r"\s*=",
+        r"^\s*\[[^\]]*\." + r"\.".join(parts) + r"\s*\]",
+        r"^\s*\[[^\]]*\." + parts[0] + r"\s*\]",
+        r"^\s*" + parts[0] + r"\b",
+    ]
+    lines = text.splitlines()
+    for pattern in patterns:
+        for number in range(start, len(lines) + 1):
+            if number > start and _HEADER.match(lines[number - 1]) and pattern == patterns[-1]:
+                break
+            if re.search(pattern, lines[number - 1]):
+                return number
+    return start
+
+
+def _file_broken(path: Path, shown: str, line: int | None, what: str) -> Broken:
+    return Broken(path.stem, SpecError(f"the file {what}", path=shown, line=line,
+                                       spec=path.stem))
+
+
+def _load_python(path: Path, shown: str) -> list[Spec | Broken]:
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    module_name = f"harness_spec_modules.{path.stem}_{digest}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except SpecError as error:
+        line = error.line if _same_file(error.path, path) else _failing_line(error, path)
+        return [Broken(error.spec or path.stem,
+                       SpecError(error.message, path=shown, line=line,
+                                 spec=error.spec or path.stem))]
+    except Exception as error:  # a spec module is user code: any failure is its own item
+        sys.modules.pop(module_name, None)
+        return [_file_broken(path, shown, _failing_line(error, path),
+                             f"failed to import: {type(error).__name__}: {error} — fix the "
+                             f"module; the other spec files still load")]
+    return _module_specs(module, path, shown)
+
+
+def _module_specs(module, path: Path, shown: str) -> list[Spec]:
+    specs, seen = [], set()
+    for variable, value in vars(module).items():
+        if isinstance(value, Spec) and id(value) not in seen:
+            seen.add(id(value))
+            value.name = value.name or variable
+            if value.path is None or _same_file(value.path, path):
+                value.path = shown
+            specs.append(value)
+    return specs
+
+
+def _same_file(candidate: str | None, path: Path) -> bool:
+    try:
+        return candidate is not None and os.path.samefile(candidate, path)
+    except OSError:
+        return False
+
+
+def _failing_line(error: BaseException, path: Path) -> int | None:
+    if isinstance(error, SyntaxError) and _same_file(error.filename, path):
+        return error.lineno
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if _same_file(f.filename, path)]
+    return frames[-1].lineno if frames else None

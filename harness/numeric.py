@@ -1,0 +1,163 @@
+"""The finite-difference oracle: Richardson-extrapolated central differences in float64.
+
+Everything here differentiates a scalar function ``phi(values) = <v, f(values)>``
+(the spec's forward contracted with the cotangent), so a directional derivative
+costs six forward evaluations whatever the input size, and the partial derivatives
+of one input are a batch of directional derivatives along scaled unit vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from harness.spec import Input
+
+EPS64 = torch.finfo(torch.float64).eps
+FIRST_STEP = 1e-3  # coarsest step, relative to each element's scale
+HALVINGS = 3  # steps h, h/2, h/4: two rounds of Richardson extrapolation
+RETRIES = 3  # on a non-finite value, retry with steps 16x smaller
+VMAP_CHUNK = 256
+
+Values = Mapping[str, torch.Tensor]
+Scalar = Callable[[Values], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A derivative estimate, its error bound, and whether the point looked smooth."""
+
+    value: torch.Tensor
+    error: torch.Tensor
+    smooth: torch.Tensor  # bool: one-sided differences agree (no kink between the steps)
+
+    @property
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.value).all() and torch.isfinite(self.error).all())
+
+
+def step_scale(value: torch.Tensor, spec_input: Input) -> torch.Tensor:
+    """Per-element step scale: the element's magnitude, floored, kept clear of kinks.
+
+    The floor keeps a zero element from getting a zero step; the cap keeps the
+    coarsest step within half the distance to the nearest declared kink.
+    """
+    magnitude = value.detach().abs().to(torch.float64)
+    rms = magnitude.square().mean().sqrt() if magnitude.numel() else magnitude.new_zeros(())
+    bound = max(abs(spec_input.low), abs(spec_input.high))
+    scale = magnitude.clamp(min=max(1e-2 * float(rms), 1e-6 * bound, 1e-300))
+    value = value.detach().to(torch.float64)
+    for kink in spec_input.kinks:
+        scale = torch.minimum(scale, _room((value - kink).abs()))
+    if spec_input.unique and value.numel() > 1:
+        scale = torch.minimum(scale, _room(_nearest_neighbour_distance(value)))
+    return scale
+
+
+def _room(distance: torch.Tensor) -> torch.Tensor:
+    """The largest scale whose coarsest step covers half the distance."""
+    return (distance * 0.5 / FIRST_STEP).clamp(min=1e-300)
+
+
+def _nearest_neighbour_distance(value: torch.Tensor) -> torch.Tensor:
+    flat = value.reshape(-1)
+    ordered, order = flat.sort()
+    gaps = ordered.diff()
+    inf = gaps.new_full((1,), float("inf"))
+    nearest = torch.minimum(torch.cat([inf, gaps]), torch.cat([gaps, inf]))
+    return torch.empty_like(flat).scatter_(0, order, nearest).reshape(value.shape)
+
+
+def directional_derivative(
+    phi: Scalar, point: Values, direction: Values, magnitude: float = 0.0
+) -> Estimate:
+    """d/dt phi(point + t * direction) at t = 0.
+
+    ``magnitude`` is the size of the terms summed into phi (``sum |v| |f|``): the
+    scale of the rounding noise in its evaluations, which bounds the error.
+
+    >>> import torch
+    >>> phi = lambda v: (v["x"] ** 3).sum()
+    >>> x = torch.tensor([2.0], dtype=torch.float64)
+    >>> estimate = directional_derivative(phi, {"x": x}, {"x": torch.ones_like(x)})
+    >>> round(float(estimate.value), 9), bool(estimate.smooth)
+    (12.0, True)
+    """
+
+    def along(t: float) -> torch.Tensor:
+        moved = {name: value + t * direction[name] if name in direction else value
+                 for name, value in point.items()}
+        return phi(moved)
+
+    return _extrapolated(along, magnitude)
+
+
+def partial_derivatives(
+    phi: Scalar, point: Values, name: str, scale: torch.Tensor, magnitude: float = 0.0
+) -> Estimate:
+    """Every partial derivative of phi with respect to input ``name``, batched.
+
+    The perturbations go through ``torch.func.vmap``; forwards that cannot be
+    vmapped (custom Functions without a vmap rule, data-dependent Python) fall
+    back to a loop over elements.
+    """
+    base = point[name]
+    n = base.numel()
+    basis = torch.diag_embed(scale.reshape(-1)).reshape(n, *base.shape)
+
+    def batched(t: float) -> torch.Tensor:
+        return _phi_along_basis(phi, point, name, base + t * basis)
+
+    estimate = _extrapolated(batched, magnitude)
+    return Estimate(
+        (estimate.value / scale.reshape(-1)).reshape(base.shape),
+        (estimate.error / scale.reshape(-1)).reshape(base.shape),
+        estimate.smooth.reshape(base.shape),
+    )
+
+
+def _phi_along_basis(phi: Scalar, point: Values, name: str, moved: torch.Tensor) -> torch.Tensor:
+    def one(value: torch.Tensor) -> torch.Tensor:
+        return phi({**point, name: value})
+
+    try:
+        return torch.func.vmap(one, chunk_size=VMAP_CHUNK)(moved)
+    except Exception:  # vmap support is optional for user forwards; loop instead
+        return torch.stack([one(value) for value in moved])
+
+
+def _extrapolated(along: Callable[[float], torch.Tensor], magnitude: float) -> Estimate:
+    step = FIRST_STEP
+    for _ in range(RETRIES + 1):
+        estimate = _richardson(along, step, magnitude)
+        if estimate.finite:
+            return estimate
+        step /= 16
+    return estimate
+
+
+def _richardson(along, step: float, magnitude: float) -> Estimate:
+    with torch.no_grad():
+        steps = [step / 2**k for k in range(HALVINGS)]
+        plus = [along(h) for h in steps]
+        minus = [along(-h) for h in steps]
+        centre = along(0.0)
+    central = [(p - m) / (2 * h) for p, m, h in zip(plus, minus, steps)]
+    first = [(4 * central[k + 1] - central[k]) / 3 for k in range(HALVINGS - 1)]
+    second = (16 * first[1] - first[0]) / 15
+    largest = torch.stack([*plus, *minus, centre]).abs().amax(dim=0)
+    noise = 8 * EPS64 * (magnitude + largest) / steps[-1]
+    error = (second - first[1]).abs() + noise
+    smooth = _one_sided_agree(plus, minus, centre, steps, noise)
+    return Estimate(second, error, smooth)
+
+
+def _one_sided_agree(plus, minus, centre, steps, noise) -> torch.Tensor:
+    """One-sided slopes differ by O(h) where smooth and by a fixed jump at a kink."""
+    jump_coarse = (plus[0] - 2 * centre + minus[0]) / steps[0]
+    jump_fine = (plus[-1] - 2 * centre + minus[-1]) / steps[-1]
+    shrinks = jump_fine.abs() <= 0.5 * jump_coarse.abs()
+    negligible = jump_fine.abs() <= 100 * noise
+    return shrinks | negligible

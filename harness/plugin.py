@@ -1,0 +1,268 @@
+"""pytest plugin: spec files become items ``path::spec::check[device-dtype]``.
+
+Registered through the ``pytest11`` entry point. torch is imported only when spec
+files are collected, so ``pytest --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+from _pytest._code.code import ReprFileLocation, TerminalRepr
+from hypothesis import settings
+
+from harness.errors import GradientMismatch, SpecError
+
+DEFAULTS = {
+    "devices": "cpu,cuda",
+    "dtypes": "float64,float32",
+    "checks": "all",
+}
+DEVICES = ("cpu", "cuda")
+PROFILES = {
+    "dev": {"max_examples": 20, "deadline": None},
+    "ci": {
+        "max_examples": 50, "deadline": None, "derandomize": True, "database": None,
+        "print_blob": True,
+    },
+}
+CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "TF_BUILD", "JENKINS_URL")
+
+for _name, _options in PROFILES.items():
+    settings.register_profile(_name, **_options)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "gradient harness (spec files)")
+    for name, metavar, text in (
+        ("devices", "LIST", "Devices to check on, comma-separated: cpu, cuda."),
+        ("dtypes", "LIST", "Dtypes to check in: float64, float32, float16, bfloat16."),
+        ("checks", "LIST", "Checks to run, comma-separated names from harness.CHECKS, or all."),
+    ):
+        group.addoption(
+            f"--harness-{name}", metavar=metavar, default=None, dest=f"harness_{name}",
+            help=f"{text} Default: {DEFAULTS[name]!r} (ini: harness_{name}).",
+        )
+        parser.addini(f"harness_{name}", f"{text} Default: {DEFAULTS[name]}",
+                      default=DEFAULTS[name])
+    group.addoption(
+        "--harness-seed", metavar="INT", type=int, default=None, dest="harness_seed",
+        help="Seed for the examples Hypothesis draws; a failure's Reproduce line gives it. "
+             "Default: random per session, or derandomized under the ci profile.",
+    )
+    group.addoption(
+        "--harness-max-examples", metavar="INT", type=int, default=None,
+        dest="harness_max_examples",
+        help="Examples per item, overriding the Hypothesis profile. Default: the profile's "
+             f"(dev: {PROFILES['dev']['max_examples']}, ci: {PROFILES['ci']['max_examples']}).",
+    )
+    parser.addini("harness_specs", "Folders (or files) holding spec files. Default: specs",
+                  type="paths", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("hypothesis_profile", None):
+        in_ci = any(os.environ.get(variable) for variable in CI_VARIABLES)
+        settings.load_profile("ci" if in_ci else "dev")
+    options = HarnessOptions(config)
+    config.stash[OPTIONS] = options
+    from harness.checks import CHECKS
+
+    for name, check in CHECKS.items():
+        config.addinivalue_line("markers", f"{name}: harness items of the {name} check "
+                                           f"({check.description})")
+
+
+class HarnessOptions:
+    """The plugin's options, read once and validated (conflicts are UsageErrors)."""
+
+    def __init__(self, config: pytest.Config):
+        self.devices = _listed(config, "devices", DEVICES)
+        self.dtypes = _listed(config, "dtypes", ("float64", "float32", "float16", "bfloat16"))
+        from harness.checks import CHECKS
+
+        checks = _value(config, "checks")
+        self.checks = tuple(CHECKS) if checks == "all" else _listed(config, "checks", CHECKS)
+        workerinput = getattr(config, "workerinput", {})
+        self.seed = config.getoption("harness_seed")
+        if self.seed is None and not settings().derandomize:
+            self.seed = workerinput.get("harness_seed", random.getrandbits(32))
+        self.max_examples = config.getoption("harness_max_examples")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise pytest.UsageError(
+                f"--harness-max-examples={self.max_examples} must be at least 1"
+            )
+        paths = config.getini("harness_specs") or [config.rootpath / "specs"]
+        self.spec_paths = tuple(Path(p).resolve() for p in paths)
+
+    def covers(self, path: Path) -> bool:
+        path = path.resolve()
+        return any(path == root or root in path.parents for root in self.spec_paths)
+
+
+def _value(config: pytest.Config, name: str) -> str:
+    return config.getoption(f"harness_{name}") or config.getini(f"harness_{name}")
+
+
+def _listed(config: pytest.Config, name: str, allowed) -> tuple[str, ...]:
+    from harness.suggest import did_you_mean
+
+    values = tuple(v.strip() for v in _value(config, name).split(",") if v.strip())
+    if not values:
+        raise pytest.UsageError(f"--harness-{name} is empty — give at least one of "
+                                f"{', '.join(allowed)}")
+    for value in values:
+        if value not in allowed:
+            raise pytest.UsageError(
+                f"--harness-{name}={value!r} is not one of {', '.join(allowed)}"
+                f"{did_you_mean(value, allowed)}"
+            )
+    return values
+
+
+OPTIONS = pytest.StashKey[HarnessOptions]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """Under pytest-xdist every worker draws with the controller's seed."""
+    options = node.config.stash[OPTIONS]
+    if options.seed is not None:
+        node.workerinput["harness_seed"] = options.seed
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from harness import __version__
+
+    options = config.stash[OPTIONS]
+    profile = settings.get_current_profile_name()
+    seed = "derandomized" if options.seed is None else f"seed={options.seed}"
+    roots = ", ".join(os.path.relpath(p, config.rootpath) for p in options.spec_paths)
+    return (
+        f"harness {__version__}: devices={','.join(options.devices)} "
+        f"dtypes={','.join(options.dtypes)} profile={profile} {seed} specs={roots}"
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    options = parent.config.stash[OPTIONS]
+    if file_path.suffix in (".toml", ".py") and options.covers(file_path):
+        if not file_path.name.startswith(("_", ".")) and file_path.name != "conftest.py":
+            return SpecFile.from_parent(parent, path=file_path)
+    return None
+
+
+class SpecFile(pytest.File):
+    def collect(self):
+        from harness.loader import Broken, load_file
+
+        for entry in load_file(self.path):
+            if isinstance(entry, Broken):
+                yield BrokenSpecItem.from_parent(self, name=entry.name, error=entry.error)
+            else:
+                yield SpecCollector.from_parent(self, name=entry.name, spec=entry)
+
+
+class SpecCollector(pytest.Collector):
+    def __init__(self, *, spec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def collect(self):
+        from harness.checks import CHECKS
+
+        options = self.config.stash[OPTIONS]
+        for check_name in self.spec.checks or tuple(CHECKS):
+            check = CHECKS[check_name]
+            if check_name not in options.checks or check.needs(self.spec):
+                continue
+            for device, dtype in _variants(check, self.spec, options):
+                yield SpecItem.from_parent(
+                    self, name=f"{check_name}[{device}-{dtype}]" if dtype != "float64" or
+                    not check.float64_only else f"{check_name}[{device}]",
+                    spec=self.spec, check=check_name, device=device, dtype=dtype,
+                )
+
+
+def _variants(check, spec, options):
+    devices = [d for d in options.devices if d == "cuda" or check.name != "devices"]
+    dtypes = ["float64"] if check.float64_only else [
+        d for d in options.dtypes if d in spec.dtypes]
+    for device in devices:
+        for dtype in dtypes:
+            if check.skip_reason(spec, device, dtype) is None:
+                yield device, dtype
+
+
+class SpecItem(pytest.Item):
+    def __init__(self, *, spec, check: str, device: str, dtype: str, **kwargs):
+        super().__init__(**kwargs)
+        self.spec, self.check, self.device, self.dtype = spec, check, device, dtype
+        self.add_marker(check)
+
+    def runtest(self) -> None:
+        import torch
+
+        from harness.verify import verify
+
+        options = self.config.stash[OPTIONS]
+        report = verify(
+            self.spec, checks=[self.check], device=self.device,
+            dtype=getattr(torch, self.dtype), max_examples=options.max_examples,
+            seed=options.seed,
+        )
+        if self.check in report.skipped:
+            raise pytest.skip.Exception(report.skipped[self.check], _use_item_location=True)
+        if not report.passed:
+            command = self._reproduce(options)
+            failures = [failure.with_reproduce(command) for failure in report.failures]
+            from harness.report import message
+
+            raise GradientMismatch("\n\n".join(message(failure) for failure in failures))
+
+    def _reproduce(self, options: HarnessOptions) -> str:
+        seed = "" if options.seed is None else f" --harness-seed={options.seed}"
+        profile = f" --hypothesis-profile={settings.get_current_profile_name()}"
+        return f'pytest "{self.nodeid}"{seed}{profile}'
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, (GradientMismatch, SpecError)):
+            return MessageRepr(str(excinfo.value), self.spec.path, self.spec.line)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.spec.path, (self.spec.line or 1) - 1, f"{self.spec.name}::{self.name}"
+
+
+class BrokenSpecItem(pytest.Item):
+    """A spec that failed to load: one failing item, the rest of the file still runs."""
+
+    def __init__(self, *, error: SpecError, **kwargs):
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        raise self.error
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, SpecError):
+            return MessageRepr(str(excinfo.value), self.error.path, self.error.line)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, (self.error.line or 1) - 1, f"{self.name} (invalid spec)"
+
+
+class MessageRepr(TerminalRepr):
+    """A failure shown as its message alone; the first line is the crash message."""
+
+    def __init__(self, text: str, path: str | None, line: int | None):
+        self.text = text
+        self.reprcrash = ReprFileLocation(str(path), line or 0, text.splitlines()[0])
+
+    def toterminal(self, tw) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)

@@ -1,0 +1,130 @@
+"""Hypothesis strategies: dims, input values inside their domains, cotangent seeds.
+
+Small inputs are drawn element by element through ``hypothesis.extra.numpy`` so
+that they shrink to readable counterexamples. Large ones would be filled with a
+repeated value (or overrun Hypothesis' buffer), so past ``ELEMENTWISE_LIMIT``
+elements Hypothesis draws a seed and torch generates the values.
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+import torch
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from harness.examples import Example
+from harness.spec import Input, Spec
+
+ELEMENTWISE_LIMIT = 64
+KINK_CLEARANCE = 1e-2  # of the domain's width: finite-difference steps stay this far off
+UNIQUE_GRID = 1000  # unique values are drawn from this many evenly spaced points
+SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
+_FLOAT_WIDTH = {torch.float64: 64, torch.float32: 32, torch.float16: 16}
+
+
+def examples(spec: Spec, dtype: torch.dtype = torch.float64) -> st.SearchStrategy[Example]:
+    """Examples for ``spec``: dims first, then every input, then the cotangent seed.
+
+    >>> from harness.spec import Input, Spec
+    >>> spec = Spec(forward=lambda x: x.sin(), inputs={"x": Input(["n"], low=0.0, high=1.0)},
+    ...             name="sine")
+    >>> example = examples(spec).example()
+    >>> bool(((example.values["x"] >= 0) & (example.values["x"] <= 1)).all())
+    True
+    """
+
+    @st.composite
+    def draw_example(draw: st.DrawFn) -> Example:
+        dims = {name: draw(st.integers(low, high)) for name, (low, high) in spec.dims.items()}
+        values = {
+            name: draw(input_values(spec_input, spec_input.resolve(dims), dtype))
+            for name, spec_input in spec.inputs.items()
+        }
+        return Example(dims, values, cotangent_seed=draw(SEEDS))
+
+    return draw_example()
+
+
+def input_values(
+    spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype = torch.float64
+) -> st.SearchStrategy[torch.Tensor]:
+    """Float64 tensors of ``shape`` inside the input's domain, representable in ``dtype``."""
+    if math.prod(shape) > ELEMENTWISE_LIMIT:
+        return SEEDS.map(lambda seed: generated_values(spec_input, shape, dtype, seed))
+    elements = _unique_elements(spec_input) if spec_input.unique else _elements(spec_input, dtype)
+    arrays = hnp.arrays(np.float64, shape, elements=elements, unique=spec_input.unique)
+    return arrays.map(lambda array: _rounded(torch.from_numpy(array.copy()), dtype))
+
+
+def generated_values(
+    spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype, seed: int
+) -> torch.Tensor:
+    """Values from torch's generator: uniform in the domain, off the kinks, spread if unique."""
+    generator = torch.Generator().manual_seed(seed)
+    n = math.prod(shape)
+    width = spec_input.high - spec_input.low
+    if spec_input.unique:  # one value per slot of an even grid: neighbours stay apart
+        slots = torch.randperm(n, generator=generator).to(torch.float64)
+        jitter = 0.25 + 0.5 * torch.rand(n, generator=generator, dtype=torch.float64)
+        unit = (slots + jitter) / n
+    else:
+        unit = torch.rand(n, generator=generator, dtype=torch.float64)
+    values = _clear_of_kinks(spec_input.low + width * unit, spec_input)
+    return _rounded(values.reshape(shape), dtype)
+
+
+def _elements(spec_input: Input, dtype: torch.dtype) -> st.SearchStrategy[float]:
+    floats = st.floats(
+        spec_input.low,
+        spec_input.high,
+        allow_nan=False,
+        allow_infinity=False,
+        allow_subnormal=False,
+        width=_FLOAT_WIDTH.get(dtype, 64),
+    )
+    if not spec_input.kinks:
+        return floats
+    margin = KINK_CLEARANCE * (spec_input.high - spec_input.low)
+    return floats.map(lambda v: _away_from_kinks(v, spec_input, margin)).filter(
+        lambda v: _clear(v, spec_input, margin)
+    )
+
+
+def _unique_elements(spec_input: Input) -> st.SearchStrategy[float]:
+    step = (spec_input.high - spec_input.low) / UNIQUE_GRID
+    margin = KINK_CLEARANCE * (spec_input.high - spec_input.low)
+    grid = st.integers(0, UNIQUE_GRID).map(lambda k: spec_input.low + k * step)
+    return grid.filter(lambda v: _clear(v, spec_input, margin)) if spec_input.kinks else grid
+
+
+def _away_from_kinks(value: float, spec_input: Input, margin: float) -> float:
+    for kink in spec_input.kinks:
+        if abs(value - kink) < margin:
+            value = kink + margin if value >= kink else kink - margin
+            if not spec_input.low <= value <= spec_input.high:
+                value = 2 * kink - value
+    return value
+
+
+def _clear(value: float, spec_input: Input, margin: float) -> bool:
+    inside = spec_input.low <= value <= spec_input.high
+    return inside and all(abs(value - kink) >= margin * 0.999 for kink in spec_input.kinks)
+
+
+def _clear_of_kinks(values: torch.Tensor, spec_input: Input) -> torch.Tensor:
+    margin = KINK_CLEARANCE * (spec_input.high - spec_input.low)
+    for kink in spec_input.kinks:
+        offset = values - kink
+        near = offset.abs() < margin
+        pushed = kink + torch.where(offset >= 0, margin, -margin) * 1.001
+        inside = (pushed >= spec_input.low) & (pushed <= spec_input.high)
+        values = torch.where(near, torch.where(inside, pushed, 2 * kink - pushed), values)
+    return values
+
+
+def _rounded(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Round to ``dtype`` and back, so the float64 oracle sees exactly the checked point."""
+    return values.to(dtype).to(torch.float64)
+

@@ -1,0 +1,94 @@
+"""The Taylor test: a tolerance-free check that the gradient is the derivative.
+
+Along a direction u, the remainder r(t) = |phi(x + t u) - phi(x) - t <g, u>|
+shrinks like t^2 when g is the gradient and like t when it is not. The rate is
+read off the smallest steps whose remainder stands clear of the rounding floor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harness.context import Context, Discarded
+from harness.report import Failure
+from harness.verdict import BACKWARD_WRONG
+
+RATIO = 4.0  # each step is this much smaller than the last
+STEPS = 16
+ABOVE_FLOOR = 100.0  # a remainder counts when this far above the rounding floor
+SECOND_ORDER = 1.7
+FIRST_ORDER = (0.7, 1.3)
+RATES_JUDGED = 3
+
+
+def taylor_check(ctx: Context) -> list[Failure]:
+    return [f for name in ctx.spec.differentiable if (f := _taylor_one(ctx, name))]
+
+
+def _taylor_one(ctx: Context, name: str) -> Failure | None:
+    direction = ctx.direction(name).to(ctx.dtype)
+    gradient_terms = (ctx.autograd[name].detach() * direction).double()
+    slope = float(gradient_terms.sum())
+    phi0, size0 = _phi(ctx, _detached(ctx))
+    eps = torch.finfo(ctx.dtype).eps
+    # Rounding in phi and in <g, u>; the second grows with t, like a wrong gradient would.
+    per_step = eps * float(gradient_terms.abs().sum()) + float(
+        (ctx.sensitivity[name] * direction.abs().double().cpu()).sum())
+    steps, remainders, floors = [], [], []
+    for k in range(STEPS):
+        t = RATIO**-k
+        moved = {**_detached(ctx), name: ctx.values[name].detach() + t * direction}
+        phi_t, size_t = _phi(ctx, moved)
+        steps.append(t)
+        remainders.append(abs(phi_t - phi0 - t * slope))
+        floors.append(8 * eps * (size0 + size_t) + 8 * t * per_step + 1e-300)
+        if k > 2 and all(r < f for r, f in zip(remainders[-2:], floors[-2:])):
+            break
+    rates = _rates(remainders, floors)
+    if not rates or all(rate >= SECOND_ORDER for rate in rates):
+        return None
+    if len(rates) >= 2 and all(FIRST_ORDER[0] <= rate <= FIRST_ORDER[1] for rate in rates):
+        return ctx.failure(
+            f"Gradient of {name!r} is wrong",
+            BACKWARD_WRONG,
+            _evidence(steps, remainders, floors),
+            name,
+        )
+    raise Discarded("the Taylor remainder shows no clear order of convergence here")
+
+
+def _detached(ctx: Context) -> dict[str, torch.Tensor]:
+    return {n: v.detach() for n, v in ctx.values.items()}
+
+
+def _phi(ctx: Context, values) -> tuple[float, float]:
+    """phi at ``values`` and the size of the terms it sums (its rounding scale)."""
+    with torch.no_grad():
+        output = ctx.spec.forward({**values, **ctx.dims})
+    terms = (ctx.cotangent * output).double()
+    return float(terms.sum()), float(terms.abs().sum())
+
+
+def _rates(remainders: list[float], floors: list[float]) -> list[float]:
+    """Orders of convergence between consecutive clear remainders, smallest steps last."""
+    rates = []
+    pairs = zip(remainders, remainders[1:], floors, floors[1:])
+    for before, after, floor_before, floor_after in pairs:
+        clear = before > ABOVE_FLOOR * floor_before and after > ABOVE_FLOOR * floor_after
+        if clear and math.isfinite(before) and math.isfinite(after):
+            rates.append(math.log(before / after, RATIO))
+    return rates[-RATES_JUDGED:]
+
+
+def _evidence(steps: list[float], remainders: list[float], floors: list[float]) -> list[str]:
+    lines = ["Taylor remainder |phi(x + t u) - phi(x) - t <g, u>| does not shrink like t^2:",
+             "   t            remainder       rounding floor  order"]
+    for k, (t, r, floor) in enumerate(zip(steps, remainders, floors)):
+        order = ""
+        if k and r > 0 and remainders[k - 1] > 0:
+            order = f"{math.log(remainders[k - 1] / r, RATIO):.2f}"
+        lines.append(f"   {t:<12.4g} {r:<15.6g} {floor:<15.2g} {order}".rstrip())
+    lines.append("   (order 2 means the gradient is right, order 1 that it is not)")
+    return lines

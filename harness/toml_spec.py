@@ -1,0 +1,129 @@
+"""One TOML table -> one Spec: keys checked, formulas compiled through the whitelist.
+
+Nothing here evaluates anything: formulas become Formula objects that only run
+when a check calls them, and only whitelisted functions are reachable from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from harness.errors import SpecError
+from harness.formula import compile_formula
+from harness.spec import Input, Spec
+from harness.suggest import did_you_mean
+
+SPEC_KEYS = (
+    "doc", "forward", "backward", "jvp", "reference", "inputs", "dims", "checks", "dtypes",
+    "tolerances", "twice_differentiable", "examples", "benchmark", "nondet_tol",
+)
+INPUT_KEYS = ("shape", "low", "high", "requires_grad", "kinks", "unique")
+
+
+class KeyedSpecError(SpecError):
+    """A SpecError that knows which key of the table it is about, to find its line."""
+
+    key: str = ""
+
+
+@contextmanager
+def at_key(key: str):
+    """Tag SpecErrors raised inside with the table key they concern."""
+    try:
+        yield
+    except SpecError as error:
+        if getattr(error, "key", ""):
+            raise
+        keyed = KeyedSpecError(error.message, path=error.path, line=error.line,
+                               spec=error.spec)
+        keyed.key = key
+        raise keyed from None
+
+
+def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
+    if not isinstance(table, Mapping):
+        raise SpecError(
+            f"{name} = {table!r} is not a table — write [{name}] and the spec's keys under it",
+        )
+    for key in table:
+        if key not in SPEC_KEYS:
+            with at_key(key):
+                raise SpecError(
+                    f"unknown key {key!r}{did_you_mean(key, SPEC_KEYS)} — the keys of a "
+                    f"spec are {', '.join(SPEC_KEYS)}"
+                )
+    if "forward" not in table:
+        raise SpecError("has no forward — add forward = \"<formula of the inputs>\"")
+    with at_key("inputs"):
+        inputs = _inputs(table.get("inputs"))
+    dim_names = sorted({d for spec_input in inputs.values() for d in spec_input.dim_names})
+    variables = [*inputs, *dim_names]
+    differentiable = [n for n, i in inputs.items() if i.requires_grad]
+    options = {key: table[key] for key in SPEC_KEYS[6:] if key in table and key != "examples"}
+    with at_key("forward"):
+        forward = _formula(table["forward"], variables, "forward")
+    with at_key("reference"):
+        reference = _optional_formula(table.get("reference"), variables, "reference")
+    with at_key("jvp"):
+        tangents = [f"{n}_t" for n in differentiable]
+        jvp = _optional_formula(table.get("jvp"), [*variables, *tangents, "result"], "jvp")
+    backward = _backward(table.get("backward"), [*variables, "grad", "result"])
+    with at_key("examples"):
+        return Spec(
+            forward=forward, inputs=inputs, backward=backward or None, jvp=jvp,
+            reference=reference, examples=table.get("examples", ()), name=name,
+            doc=table.get("doc", ""), path=path, line=line, **options,
+        )
+
+
+def _inputs(inputs: Any) -> dict[str, Input]:
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise SpecError(
+            "has no inputs — declare each one, e.g. inputs.x = { shape = [\"n\"] }"
+        )
+    built = {}
+    for name, fields in inputs.items():
+        with at_key(f"inputs.{name}"):
+            if not isinstance(fields, Mapping):
+                raise SpecError(
+                    f"inputs.{name}={fields!r} is not a table — write "
+                    f"inputs.{name} = {{ shape = [\"n\"] }}"
+                )
+            for key in fields:
+                if key not in INPUT_KEYS:
+                    raise SpecError(
+                        f"inputs.{name} has unknown key {key!r}{did_you_mean(key, INPUT_KEYS)}"
+                        f" — the keys of an input are {', '.join(INPUT_KEYS)}"
+                    )
+            options = {key: value for key, value in fields.items() if key != "shape"}
+            built[name] = Input(fields.get("shape", ()), **options)
+    return built
+
+
+def _formula(source: Any, variables: list[str], what: str):
+    if not isinstance(source, str):
+        raise SpecError(
+            f"{what}={source!r} is not a formula string — write {what} = \"<expression>\""
+        )
+    return compile_formula(source, variables=variables, what=what)
+
+
+def _optional_formula(source: Any, variables: list[str], what: str):
+    return None if source is None else _formula(source, variables, what)
+
+
+def _backward(backward: Any, variables: list[str]) -> dict[str, Any]:
+    if backward is None:
+        return {}
+    if not isinstance(backward, Mapping):
+        with at_key("backward"):
+            raise SpecError(
+                f"backward={backward!r} is not a table — write backward.x = \"<formula>\""
+            )
+    formulas = {}
+    for name, source in backward.items():
+        with at_key(f"backward.{name}"):
+            formulas[name] = _formula(source, variables, f"backward.{name}")
+    return formulas

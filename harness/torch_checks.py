@@ -1,0 +1,141 @@
+"""Checks built on PyTorch's own machinery: gradcheck, gradgradcheck, forward AD, devices."""
+
+from __future__ import annotations
+
+import torch
+import torch.autograd.forward_ad as forward_ad
+
+from harness import evaluate, verdict
+from harness.compare import compare
+from harness.context import Context, Skipped
+from harness.report import Failure, table
+
+GRADCHECK_FULL_LIMIT = 4096  # Jacobian entries; past this gradcheck runs in fast mode
+
+
+def gradcheck_check(ctx: Context) -> list[Failure]:
+    return _torch_check(ctx, torch.autograd.gradcheck, "gradcheck")
+
+
+def gradgradcheck_check(ctx: Context) -> list[Failure]:
+    return _torch_check(ctx, torch.autograd.gradgradcheck, "gradgradcheck")
+
+
+def _torch_check(ctx: Context, check, label: str) -> list[Failure]:
+    """Run a torch check on f(s * z) at z = x / s: steps relative to each element's scale.
+
+    gradcheck perturbs every element by the same absolute eps, which drowns in
+    rounding at large magnitudes and crosses kinks at small ones; rescaling makes
+    the step relative while the chain rule through ``s * z`` is exact.
+    """
+    names = ctx.spec.differentiable
+    scales = {name: ctx.scale(name) for name in names}
+    fixed = {n: v for n, v in ctx.point64.items() if n not in names}
+
+    def rescaled(*unit_values):
+        values = {n: z * scales[n] for n, z in zip(names, unit_values)}
+        return ctx.spec.forward({**fixed, **values, **ctx.dims})
+
+    unit = tuple((ctx.point64[n] / scales[n]).requires_grad_() for n in names)
+    entries = sum(z.numel() for z in unit) * max(ctx.result.numel(), 1)
+    try:
+        check(rescaled, unit, nondet_tol=ctx.spec.nondet_tol,
+              fast_mode=entries > GRADCHECK_FULL_LIMIT, raise_exception=True)
+    except torch.autograd.gradcheck.GradcheckError as error:
+        lines = [line for line in str(error).splitlines() if line.strip()][:16]
+        return [ctx.failure(f"torch.autograd.{label} failed", verdict.BACKWARD_WRONG,
+                            [f"({label} ran on inputs rescaled to unit scale)", *lines])]
+    except Exception as error:  # a user forward that breaks under the check
+        raise evaluate.Fault(f"{label} raised {type(error).__name__}: {error}") from error
+    return []
+
+
+def forward_mode_check(ctx: Context) -> list[Failure]:
+    names = ctx.spec.differentiable
+    tangents = {n: ctx.direction(n).to(ctx.dtype) for n in names}
+    jvp = _forward_mode_jvp(ctx, tangents)
+    v = ctx.cotangent
+    forward_side = (v * jvp).double()
+    reverse_side = {n: (ctx.autograd[n] * tangents[n]).double() for n in names}
+    lhs, rhs = forward_side.sum(), sum(t.sum() for t in reverse_side.values())
+    magnitude = forward_side.abs().sum() + sum(t.abs().sum() for t in reverse_side.values())
+    noise = sum((ctx.sensitivity[n] * tangents[n].abs().double().cpu()).sum() for n in names)
+    allowed = ctx.rtol * magnitude.cpu() + ctx.atol * magnitude.cpu() / max(v.numel(), 1) + noise
+    failures = []
+    if not abs(float(lhs - rhs)) <= float(allowed):
+        failures.append(_dot_product_failure(ctx, tangents, float(lhs), float(rhs),
+                                             float(allowed)))
+    if ctx.spec.jvp is not None:
+        failures += _jvp_formula_failures(ctx, tangents, jvp)
+    return failures
+
+
+def _forward_mode_jvp(ctx: Context, tangents) -> torch.Tensor:
+    try:
+        with forward_ad.dual_level():
+            duals = {n: forward_ad.make_dual(v.detach(), tangents.get(n, torch.zeros_like(v)))
+                     if n in tangents else v.detach() for n, v in ctx.values.items()}
+            output = ctx.spec.forward({**duals, **ctx.dims})
+            tangent = forward_ad.unpack_dual(output).tangent
+    except (NotImplementedError, RuntimeError) as error:
+        text = str(error)
+        if "forward AD" in text or "forward mode AD" in text or "jvp" in text:
+            raise Skipped(f"forward-mode AD is not available: {text.splitlines()[0]}") from None
+        raise evaluate.Fault(f"forward under forward-mode AD raised {text}") from error
+    return torch.zeros_like(ctx.result) if tangent is None else tangent
+
+
+def _dot_product_failure(ctx, tangents, lhs, rhs, allowed) -> Failure:
+    oracle = ctx.directional_all(tangents)
+    lines = [
+        "Dot-product test <v, J u> = <J^T v, u> fails:",
+        f"   forward mode <v, J u>    = {lhs:.10g}",
+        f"   reverse mode <J^T v, u>  = {rhs:.10g}   (up to {allowed:.2g} apart allowed)",
+        f"   finite difference        = {float(oracle.value):.10g} "
+        f"(error bound {float(oracle.error):.2g})",
+    ]
+    error = 3 * float(oracle.error) + allowed
+    if abs(rhs - float(oracle.value)) <= error < abs(lhs - float(oracle.value)):
+        found = "forward-mode AD (the jvp) is likely wrong"
+    elif abs(lhs - float(oracle.value)) <= error:
+        found = verdict.BACKWARD_WRONG
+    else:
+        found = verdict.ALL_DISAGREE
+    return ctx.failure("Forward and reverse mode disagree", found, lines)
+
+
+def _jvp_formula_failures(ctx, tangents, jvp) -> list[Failure]:
+    scope = {n: v.detach() for n, v in ctx.values.items()}
+    scope.update(ctx.dims, result=ctx.result.detach(),
+                 **{f"{n}_t": t for n, t in tangents.items()})
+    formula = evaluate.checked_output(evaluate.call(ctx.spec.jvp, scope), "jvp", ctx.result)
+    if formula.shape != jvp.shape:
+        raise evaluate.Fault(f"jvp returned shape {tuple(formula.shape)}, the output has "
+                             f"shape {tuple(jvp.shape)} — return the output's tangent")
+    mismatch = compare(formula, jvp, rtol=ctx.rtol, atol=ctx.atol)
+    if not mismatch:
+        return []
+    details = [*mismatch.lines(), *table({"jvp formula": formula, "forward mode": jvp},
+                                         mismatch.worst)]
+    return [ctx.failure("Output tangent is wrong", "the jvp formula is likely wrong", details)]
+
+
+def devices_check(ctx: Context) -> list[Failure]:
+    if ctx.device == "cpu":
+        raise Skipped("the devices check compares a CUDA run against CPU: run it on cuda")
+    if not torch.cuda.is_available():
+        raise Skipped("CUDA not available")
+    cpu_values = evaluate.prepared(ctx.spec, ctx.example, ctx.dtype, "cpu")
+    result = evaluate.forward(ctx.spec, cpu_values, ctx.dims)
+    cpu_grads = evaluate.autograd_vjp(ctx.spec, cpu_values, result, ctx.cotangent.cpu())
+    failures = []
+    for name, grad in cpu_grads.items():
+        mismatch = ctx.compare(ctx.autograd[name], grad, name)
+        if mismatch:
+            details = [*mismatch.lines(), *table(
+                {"cuda": ctx.autograd[name], "cpu": grad}, mismatch.worst)]
+            failures.append(ctx.failure(
+                f"Gradient of {name!r} differs between CUDA and CPU",
+                "one device's kernel is likely wrong", details, name))
+    return failures
+

@@ -1,0 +1,223 @@
+"""verify(spec): run checks over explicit examples, then over examples Hypothesis draws."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import hypothesis
+import torch
+from hypothesis import HealthCheck, given, settings
+
+from harness.checks import CHECKS, Check
+from harness.context import Context, Discarded, Skipped
+from harness.errors import SpecError
+from harness.evaluate import Fault
+from harness.examples import Example
+from harness.report import Failure, Report
+from harness.spec import DTYPE_NAMES, Spec
+from harness.strategies import examples
+from harness.suggest import did_you_mean
+
+DISCARD_LIMIT = 0.5  # a check whose examples are mostly discarded fails with advice
+DISCARD_MINIMUM = 5
+
+
+class _Found(Exception):
+    """Carries a failing example's failures out through Hypothesis (which shrinks it)."""
+
+    def __init__(self, failures: list[Failure]):
+        super().__init__(failures[0].headline)
+        self.failures = failures
+
+
+def verify(
+    spec: Spec,
+    *,
+    checks: Sequence[str] | None = None,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+    max_examples: int | None = None,
+    seed: int | None = None,
+) -> Report:
+    """Check ``spec``'s gradients; never raises for a wrong gradient.
+
+    Runs every check that applies (or those named) on the spec's explicit
+    examples, then on examples drawn by Hypothesis, which shrinks a failure to a
+    minimal one. ``seed`` fixes the draw; the report's messages say how to rerun.
+
+    >>> import torch
+    >>> from harness import Input, Spec
+    >>> square = Spec(forward=lambda x: x**2, inputs={"x": Input(["n"])},
+    ...               backward={"x": lambda grad, x: grad * 2 * x}, name="square")
+    >>> verify(square, checks=["analytic"], max_examples=10, seed=0).passed
+    True
+    >>> wrong = Spec(forward=lambda x: x**2, inputs={"x": Input(["n"])},
+    ...              backward={"x": lambda grad, x: grad * x}, name="wrong")
+    >>> report = verify(wrong, checks=["analytic"], max_examples=10, seed=0)
+    >>> print(str(report).splitlines()[0])
+    Gradient of 'x' is wrong in spec 'wrong' [analytic, cpu, float64]: the analytic formula is likely wrong
+    """  # noqa: E501
+    if not isinstance(spec, Spec):
+        raise SpecError(f"spec={spec!r} is not a Spec — build one with Spec(...)")
+    dtype_name = str(dtype).removeprefix("torch.")
+    if dtype_name not in DTYPE_NAMES:
+        raise SpecError(f"dtype={dtype!r} is not one of {', '.join(DTYPE_NAMES)}")
+    report = Report()
+    for check in _selected(spec, checks):
+        reason = check.skip_reason(spec, device, dtype_name) or _device_reason(device)
+        if reason:
+            report.skipped[check.name] = reason
+            continue
+        run = _CheckRun(spec, check, device, dtype)
+        run.all_examples(max_examples, seed)
+        report.failures += run.failures
+        report.examples += run.counts["examples"]
+        report.discarded += run.counts["discarded"]
+        if run.skipped:
+            report.skipped[check.name] = run.skipped
+    return report
+
+
+def applicable_checks(spec: Spec) -> list[str]:
+    """The checks that apply to ``spec`` in some dtype and device."""
+    chosen = spec.checks or tuple(CHECKS)
+    return [name for name in chosen if CHECKS[name].needs(spec) is None]
+
+
+def _selected(spec: Spec, checks: Sequence[str] | None) -> list[Check]:
+    names = list(checks) if checks is not None else list(spec.checks or CHECKS)
+    for name in names:
+        if name not in CHECKS:
+            raise SpecError(
+                f"checks names {name!r}, which is not a check{did_you_mean(name, CHECKS)} — "
+                f"the checks are {', '.join(CHECKS)}"
+            )
+    return [CHECKS[name] for name in names]
+
+
+def _device_reason(device: str) -> str | None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return "CUDA not available"
+    return None
+
+
+@dataclass
+class _CheckRun:
+    spec: Spec
+    check: Check
+    device: str
+    dtype: torch.dtype
+    failures: list[Failure] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    skipped: str | None = None
+
+    def all_examples(self, max_examples: int | None, seed: int | None) -> None:
+        for example in self.spec.examples:
+            self.failures = self.attempt(example)
+            if self.failures or self.skipped:
+                return
+        self.failures = self.drawn(max_examples, seed)
+        if not self.failures and not self.skipped:
+            self.failures = self.mostly_discarded()
+
+    def attempt(self, example: Example) -> list[Failure]:
+        if self.skipped:
+            return []
+        self.counts["examples"] += 1
+        try:
+            with _precise_cuda():
+                failures = self.check.run(Context(self.spec, example, self.device, self.dtype))
+        except Discarded as discarded:
+            self.counts["discarded"] += 1
+            self.reasons[str(discarded)] += 1
+            return []
+        except Skipped as skipped:
+            self.skipped = str(skipped)
+            return []
+        except Fault as fault:
+            failures = [self._fault(example, fault)]
+        return [replace(failure, check=self.check.name) for failure in failures]
+
+    def drawn(self, max_examples: int | None, seed: int | None) -> list[Failure]:
+        def prop(example: Example) -> None:
+            failures = self.attempt(example)
+            if failures:
+                raise _Found(failures)
+
+        options = {"deadline": None, "suppress_health_check": list(HealthCheck)}
+        if max_examples is not None:
+            options["max_examples"] = max_examples
+        test = settings(**options)(given(examples(self.spec, self.dtype))(prop))
+        test.hypothesis.inner_test._hypothesis_internal_add_digest = self._key()
+        if seed is None and not settings().derandomize:
+            seed = random.getrandbits(32)
+        if seed is not None:
+            test = hypothesis.seed(seed)(test)
+        try:
+            test()
+        except _Found as found:
+            return [f.with_reproduce(self._reproduce(seed)) for f in found.failures]
+        except BaseExceptionGroup as group:  # Hypothesis reports flaky failures in a group
+            found = group.subgroup(_Found)
+            if found is None:
+                raise
+            return _first_found(found).failures
+        return []
+
+    def mostly_discarded(self) -> list[Failure]:
+        discarded, total = self.counts["discarded"], self.counts["examples"]
+        if discarded < DISCARD_MINIMUM or discarded <= DISCARD_LIMIT * total:
+            return []
+        reasons = [f"   {n} x {reason}" for reason, n in self.reasons.most_common()]
+        return [Failure(
+            spec=self.spec.name or "?", check=self.check.name, device=self.device,
+            dtype=str(self.dtype).removeprefix("torch."),
+            summary="Most examples could not be judged",
+            verdict=f"{discarded} of {total} were discarded — declare kinks or unique, "
+                    f"or narrow low/high, so that examples land where the function is smooth",
+            details=("Why examples were discarded:", *reasons),
+            location=self.spec.location,
+        )]
+
+    def _fault(self, example: Example, fault: Fault) -> Failure:
+        return Failure(
+            spec=self.spec.name or "?", check=self.check.name, device=self.device,
+            dtype=str(self.dtype).removeprefix("torch."),
+            summary="The spec's code failed", verdict=str(fault),
+            example=example.describe(), explicit=example.index, location=self.spec.location,
+        )
+
+    def _key(self) -> bytes:
+        return f"{self.spec.location}::{self.spec.name}::{self.check.name}" \
+               f"[{self.device}-{self.dtype}]".encode()
+
+    def _reproduce(self, seed: int | None) -> str:
+        dtype = str(self.dtype)
+        where = f"seed={seed}" if seed is not None else "derandomized"
+        return (f"verify(spec, checks=[{self.check.name!r}], device={self.device!r}, "
+                f"dtype={dtype}, seed={seed})" if seed is not None else f"verify(...) [{where}]")
+
+
+def _first_found(group: BaseExceptionGroup) -> _Found:
+    for error in group.exceptions:
+        if isinstance(error, _Found):
+            return error
+        if isinstance(error, BaseExceptionGroup):
+            return _first_found(error)
+    raise group
+
+
+class _precise_cuda:
+    """TF32 off while comparing: its 10-bit mantissa would pass for a wrong gradient."""
+
+    def __enter__(self):
+        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+    def __exit__(self, *exc):
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
