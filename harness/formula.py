@@ -13,7 +13,6 @@ import builtins
 import difflib
 import json
 import math
-import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -84,6 +83,7 @@ _BUILTINS = {"__import__": builtins.__import__}
 _NAMESPACE = {"__builtins__": _BUILTINS, **{_FN + k: v for k, v in FUNCTIONS.items()}, **CONSTANTS}
 _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.MatMult)
 _COMPARISONS = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
+_ATOMS = (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant)
 _SCALARS = (bool, int, float, complex, type(None), type(Ellipsis))
 _FORBIDDEN = {
     ast.Lambda: "lambda", ast.IfExp: "'if ... else'", ast.ListComp: "a list comprehension",
@@ -220,7 +220,11 @@ def _prefix(what: str, source: object) -> str:
 def _closest(word: str, options: Iterable[str], cutoff: float = 0.6) -> str | None:
     matches = difflib.get_close_matches(word, list(options), n=3, cutoff=cutoff)
     # Typos rarely hit the first letters: 'coss' means 'cos' more than 'cross'.
-    return max(matches, key=lambda match: len(os.path.commonprefix([word, match])), default=None)
+    return max(matches, key=lambda match: _shared_start(word, match), default=None)
+
+
+def _shared_start(a: str, b: str) -> int:
+    return next((i for i, (p, q) in enumerate(zip(a, b)) if p != q), min(len(a), len(b)))
 
 
 def _forbidden(node: ast.AST) -> SpecError:
@@ -314,6 +318,7 @@ class _Checker:
         dotted = _dotted(node)
         if dotted and dotted.startswith("torch.") and "torch" not in self.variables:
             self._path(dotted, called=False)
+        self.check(node.value)  # first, so the first offence in reading order is reported
         if node.attr not in ATTRIBUTES:
             allowed = ", ".join(_ATTRIBUTES)
             guess = _closest(node.attr, ATTRIBUTES)
@@ -321,7 +326,6 @@ class _Checker:
             raise SpecError(f"attribute {node.attr!r} is not allowed{hint} — a formula can use "
                             f"only the attributes {allowed}; write a Python spec (specs/*.py) "
                             "for anything else")
-        self.check(node.value)
 
     def _Call(self, node: ast.Call, _: bool) -> None:
         name = self._callee(node)
@@ -351,6 +355,7 @@ class _Checker:
             hint = f"did you mean {guess!r}?" if guess else _CALLABLE
             raise SpecError(f"unknown function {func.id!r} — {hint} {_DOCS}")
         if not isinstance(func, ast.Attribute):
+            self.check(func)  # so the first offence in reading order is the one reported
             raise SpecError(f"calling {self._segment(func)!r} is not allowed — {_CALLABLE}, "
                             f"by name {_DOCS}")
         dotted = _dotted(func)
@@ -358,14 +363,15 @@ class _Checker:
             _public(part)
         if dotted and dotted.split(".")[0] not in self.variables:  # a module path
             return self._path(dotted, called=True)
+        self.check(func.value)
         receiver = self._segment(func.value)
-        if not isinstance(func.value, (ast.Name, ast.Attribute, ast.Call, ast.Subscript, ast.Constant)):
-            receiver = f"({receiver})"  # get_source_segment leaves the parentheses out
         if func.attr in FUNCTIONS:
             rest = ", ..." if node.args or node.keywords else ""
-            fix = f"write {func.attr}({self._segment(func.value)}{rest}) instead"
+            fix = f"write {func.attr}({receiver}{rest}) instead"
         else:
             fix = f"{_CALLABLE}, by name {_DOCS}"
+        if not isinstance(func.value, _ATOMS):
+            receiver = f"({receiver})"  # get_source_segment leaves the parentheses out
         raise SpecError(f"method call {receiver}.{func.attr}(...) is not allowed — {fix}")
 
     def _path(self, dotted: str, *, called: bool) -> str:

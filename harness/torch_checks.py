@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.autograd.forward_ad as forward_ad
 
@@ -72,7 +74,9 @@ def forward_mode_check(ctx: Context) -> list[Failure]:
 
 def _forward_mode_jvp(ctx: Context, tangents) -> torch.Tensor:
     try:
-        with forward_ad.dual_level():
+        with forward_ad.dual_level(), warnings.catch_warnings():
+            # torch's forward-AD decompositions go through the deprecated torch.jit.script
+            warnings.filterwarnings("ignore", ".*torch.jit.script", DeprecationWarning)
             duals = {n: forward_ad.make_dual(v.detach(), tangents.get(n, torch.zeros_like(v)))
                      if n in tangents else v.detach() for n, v in ctx.values.items()}
             output = ctx.spec.forward({**duals, **ctx.dims})

@@ -98,9 +98,10 @@ def test_an_accepted_formula_evaluates_as_torch_would(source, expected) -> None:
 
 
 def test_a_formula_is_differentiable_and_agrees_with_its_backward_formula() -> None:
-    forward = compile_formula("mean((X @ W + b - Y) ** 2)", variables="X W b Y N grad".split())
+    variables = ["X", "W", "b", "Y", "N", "grad"]
+    forward = compile_formula("mean((X @ W + b - Y) ** 2)", variables=variables)
     backward = compile_formula("grad * 2 * X.mT @ (X @ W + b - Y) / N",
-                               variables="X W b Y N grad".split(), what="backward.W")
+                               variables=variables, what="backward.W")
     generator = torch.Generator().manual_seed(0)
     X, W, b, Y = (torch.randn(*shape, generator=generator, dtype=torch.float64)
                   for shape in [(5, 3), (3, 2), (2,), (5, 2)])

@@ -24,8 +24,8 @@ SENTINEL = "HARNESS_SANDBOX_ESCAPED"
 # (formula, a phrase its rejection must contain)
 ATTEMPTS: list[tuple[str, str]] = [
     ("__import__('os')", "'__import__' is not allowed"),
-    ("__import__('os').system('touch escaped')", "'system' is not allowed"),
-    (f"__import__('os').environ.setdefault('{SENTINEL}', '1')", "'setdefault' is not allowed"),
+    ("__import__('os').system('touch escaped')", "'__import__' is not allowed"),
+    (f"__import__('os').environ.setdefault('{SENTINEL}', '1')", "'__import__' is not allowed"),
     ("exec('1')", "unknown function 'exec'"),
     (f"exec(\"import os; os.environ['{SENTINEL}'] = '1'\")", "unknown function 'exec'"),
     ("eval('1')", "unknown function 'eval'"),
@@ -57,7 +57,7 @@ ATTEMPTS: list[tuple[str, str]] = [
     ("torch.utils.cpp_extension.load_inline('m', 'int x;')",
      "torch.utils.cpp_extension.load_inline is not allowed"),
     ("torch._C", "'_C' is not allowed"),
-    ("torch._C._set_grad_enabled(False)", "'_set_grad_enabled' is not allowed"),
+    ("torch._C._set_grad_enabled(False)", "'_C' is not allowed"),
     ("torch.nn.functional.softmax(x, 0)", "torch.nn.functional.softmax is not allowed"),
     ("torch", "'torch' is not a value in a formula"),
     ("torch.sin.__self__", "'__self__' is not allowed"),
@@ -84,13 +84,15 @@ ATTEMPTS: list[tuple[str, str]] = [
     ("{'a': x}", "a dict display is not allowed"),
     ("x if x else x", "'if ... else' is not allowed"),
     ("os.system('touch escaped')", "os.system is not allowed"),
-    ("sys.modules", "attribute 'modules' is not allowed"),
+    ("sys.modules", "unknown name 'sys'"),
+    ("x.storage", "attribute 'storage' is not allowed"),
     ("os", "unknown name 'os'"),
     ("FUNCTIONS['sin']", "unknown name 'FUNCTIONS'"),
     ("import os", "invalid syntax"),
     ("x; __import__('os')", "invalid syntax"),
     ("x\nimport os", "invalid syntax"),
-    ("'a'.join(x)", "method call 'a'.join(...) is not allowed"),
+    ("'a'.join(x)", "the string 'a' is allowed only as a function argument"),
+    ("sin(x).numpy()", "method call sin(x).numpy(...) is not allowed"),
     ("'%s' % x", "the string '%s' is allowed only as a function argument"),
 ]
 
