@@ -19,8 +19,12 @@ from harness.context import ELEMENTWISE_ORACLE, LOCALISE_LIMIT, Context, Discard
 from harness.report import Failure, table
 from harness.spec import Spec
 from harness.taylor import taylor_check
-from harness.torch_checks import devices_check, forward_mode_check, gradcheck_check
-from harness.torch_checks import gradgradcheck_check
+from harness.torch_checks import (
+    devices_check,
+    forward_mode_check,
+    gradcheck_check,
+    gradgradcheck_check,
+)
 
 
 @dataclass(frozen=True)

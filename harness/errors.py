@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class HarnessError(Exception):
     """Base class of every error the harness raises on purpose."""
@@ -26,11 +29,13 @@ class SpecError(HarnessError, ValueError):
         path: str | None = None,
         line: int | None = None,
         spec: str | None = None,
+        key: str = "",
     ) -> None:
         self.message = message
         self.path = path
         self.line = line
         self.spec = spec
+        self.key = key  # the spec-file key it concerns ("backward.W"), to find its line
         super().__init__(self.__str__())
 
     def located(
@@ -42,6 +47,7 @@ class SpecError(HarnessError, ValueError):
             path=self.path or path,
             line=self.line or line,
             spec=self.spec or spec,
+            key=self.key,
         )
 
     def __str__(self) -> str:
@@ -52,11 +58,22 @@ class SpecError(HarnessError, ValueError):
         return f"{where}{who}{self.message}"
 
     def __reduce__(self):  # keeps the keywords through pickling (pytest-xdist)
-        return (_rebuild_spec_error, (self.message, self.path, self.line, self.spec))
+        return (_rebuild_spec_error, (self.message, self.path, self.line, self.spec, self.key))
 
 
-def _rebuild_spec_error(message, path, line, spec) -> SpecError:
-    return SpecError(message, path=path, line=line, spec=spec)
+def _rebuild_spec_error(message, path, line, spec, key) -> SpecError:
+    return SpecError(message, path=path, line=line, spec=spec, key=key)
+
+
+@contextmanager
+def at_key(key: str) -> Iterator[None]:
+    """Tag the SpecErrors raised inside with the spec-file key they concern."""
+    try:
+        yield
+    except SpecError as error:
+        if not error.key:
+            error.key = key
+        raise
 
 
 class GradientMismatch(HarnessError, AssertionError):

@@ -224,7 +224,10 @@ def _closest(word: str, options: Iterable[str], cutoff: float = 0.6) -> str | No
 
 
 def _shared_start(a: str, b: str) -> int:
-    return next((i for i, (p, q) in enumerate(zip(a, b)) if p != q), min(len(a), len(b)))
+    length = 0
+    while length < min(len(a), len(b)) and a[length] == b[length]:
+        length += 1
+    return length
 
 
 def _forbidden(node: ast.AST) -> SpecError:

@@ -12,10 +12,11 @@ import importlib.util
 import os
 import re
 import sys
-import tomllib
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from harness.errors import SpecError
 from harness.spec import Spec
@@ -82,9 +83,10 @@ def load_file(path: str | os.PathLike) -> list[Spec | Broken]:
 def _shown(path: Path) -> str:
     """The path as messages show it: relative to the working folder where possible."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:
         return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def _load_toml(path: Path, shown: str) -> list[Spec | Broken]:
@@ -158,7 +160,7 @@ def _build(name: str, table, text: str, starts: dict[str, int], shown: str) -> S
     try:
         return spec_from_table(name, table, shown, line)
     except SpecError as error:
-        key_line = _key_line(text, line, getattr(error, "key", ""))
+        key_line = _key_line(text, line, error.key)
         return Broken(name, SpecError(error.message, path=shown, line=key_line, spec=name))
 
 

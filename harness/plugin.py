@@ -149,9 +149,10 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     options = parent.config.stash[OPTIONS]
-    if file_path.suffix in (".toml", ".py") and options.covers(file_path):
-        if not file_path.name.startswith(("_", ".")) and file_path.name != "conftest.py":
-            return SpecFile.from_parent(parent, path=file_path)
+    spec_like = file_path.suffix in (".toml", ".py") and file_path.name != "conftest.py"
+    hidden = file_path.name.startswith(("_", "."))
+    if spec_like and not hidden and options.covers(file_path):
+        return SpecFile.from_parent(parent, path=file_path)
     return None
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.calls import KeywordCall
-from harness.errors import SpecError
+from harness.errors import SpecError, at_key
 from harness.suggest import did_you_mean
 
 DEFAULT_DIM_RANGE = (1, 6)
@@ -161,31 +161,44 @@ class Spec:
         self, forward, inputs, backward, jvp, reference, dims, checks, dtypes,
         tolerances, twice_differentiable, examples, doc, benchmark, nondet_tol,
     ) -> None:
-        self.inputs = _checked_inputs(inputs)
-        self.dims = _checked_dims(dims, self.inputs)
+        with at_key("inputs"):
+            self.inputs = _checked_inputs(inputs)
+        with at_key("dims"):
+            self.dims = _checked_dims(dims, self.inputs)
         variables = {**{n: "input" for n in self.inputs}, **{d: "dim" for d in self.dims}}
-        self.forward = KeywordCall(forward, "forward", variables)
+        with at_key("forward"):
+            self.forward = KeywordCall(forward, "forward", variables)
         self.backward = _checked_backward(backward, self.inputs, variables)
         tangents = {f"{n}_t": "tangent" for n in self.differentiable}
-        self.jvp = _optional_call(jvp, "jvp", {**variables, **tangents, "result": "output"})
-        self.reference = _optional_call(reference, "reference", variables)
-        self.checks = _checked_checks(checks)
-        self.dtypes = _checked_dtypes(dtypes)
-        self.tolerances = _checked_tolerances(tolerances)
+        with at_key("jvp"):
+            self.jvp = _optional_call(jvp, "jvp", {**variables, **tangents, "result": "output"})
+        with at_key("reference"):
+            self.reference = _optional_call(reference, "reference", variables)
+        with at_key("checks"):
+            self.checks = _checked_checks(checks)
+        with at_key("dtypes"):
+            self.dtypes = _checked_dtypes(dtypes)
+        with at_key("tolerances"):
+            self.tolerances = _checked_tolerances(tolerances)
         if not isinstance(twice_differentiable, bool):
-            raise SpecError(f"twice_differentiable={twice_differentiable!r} must be true or false")
+            raise SpecError(f"twice_differentiable={twice_differentiable!r} must be true or "
+                            f"false", key="twice_differentiable")
         self.twice_differentiable = twice_differentiable
         if not isinstance(doc, str):
-            raise SpecError(f"doc={doc!r} must be a string")
+            raise SpecError(f"doc={doc!r} must be a string", key="doc")
         self.doc = doc
-        self.benchmark = _checked_benchmark(benchmark, self.dims)
+        with at_key("benchmark"):
+            self.benchmark = _checked_benchmark(benchmark, self.dims)
         if not _is_real(nondet_tol) or not 0 <= nondet_tol < math.inf:
-            raise SpecError(f"nondet_tol={nondet_tol!r} must be a non-negative number")
+            raise SpecError(f"nondet_tol={nondet_tol!r} must be a non-negative number",
+                            key="nondet_tol")
         self.nondet_tol = float(nondet_tol)
-        _check_memory(self.inputs, self.dims)
+        with at_key("inputs"):
+            _check_memory(self.inputs, self.dims)
         from harness.examples import checked_examples
 
-        self.examples = checked_examples(examples, self)
+        with at_key("examples"):
+            self.examples = checked_examples(examples, self)
 
     @property
     def differentiable(self) -> tuple[str, ...]:
@@ -269,7 +282,8 @@ def _checked_inputs(inputs: object) -> dict[str, Input]:
             )
         if not isinstance(value, Input):
             raise SpecError(
-                f"inputs[{name!r}]={value!r} is not an Input — write Input(shape, ...)"
+                f"inputs[{name!r}]={value!r} is not an Input — write Input(shape, ...)",
+                key=f"inputs.{name}",
             )
     if not any(value.requires_grad for value in inputs.values()):
         raise SpecError(
@@ -334,19 +348,24 @@ def _checked_backward(backward, inputs, variables) -> dict[str, KeywordCall]:
     differentiable = [n for n, i in inputs.items() if i.requires_grad]
     checked = {}
     for name, fn in backward.items():
-        if name not in inputs:
-            raise SpecError(
-                f"backward names {name!r}, which is not an input"
-                f"{did_you_mean(name, inputs)} — the inputs are {', '.join(inputs)}"
-            )
-        if name not in differentiable:
-            raise SpecError(
-                f"backward names {name!r}, an input with requires_grad=false — "
-                f"remove the formula or let the input require a gradient"
-            )
         scope = {**variables, "grad": "cotangent", "result": "output"}
-        checked[name] = KeywordCall(fn, f"backward.{name}", scope)
+        with at_key(f"backward.{name}"):
+            _check_backward_name(name, inputs, differentiable)
+            checked[name] = KeywordCall(fn, f"backward.{name}", scope)
     return checked
+
+
+def _check_backward_name(name, inputs, differentiable) -> None:
+    if name not in inputs:
+        raise SpecError(
+            f"backward names {name!r}, which is not an input"
+            f"{did_you_mean(name, inputs)} — the inputs are {', '.join(inputs)}"
+        )
+    if name not in differentiable:
+        raise SpecError(
+            f"backward names {name!r}, an input with requires_grad=false — "
+            f"remove the formula or let the input require a gradient"
+        )
 
 
 def _optional_call(fn, role: str, variables) -> KeywordCall | None:

@@ -9,6 +9,7 @@ elements Hypothesis draws a seed and torch generates the values.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 from hypothesis import strategies as st

@@ -7,10 +7,9 @@ when a check calls them, and only whitelisted functions are reachable from them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import contextmanager
 from typing import Any
 
-from harness.errors import SpecError
+from harness.errors import SpecError, at_key
 from harness.formula import compile_formula
 from harness.spec import Input, Spec
 from harness.suggest import did_you_mean
@@ -20,26 +19,6 @@ SPEC_KEYS = (
     "tolerances", "twice_differentiable", "examples", "benchmark", "nondet_tol",
 )
 INPUT_KEYS = ("shape", "low", "high", "requires_grad", "kinks", "unique")
-
-
-class KeyedSpecError(SpecError):
-    """A SpecError that knows which key of the table it is about, to find its line."""
-
-    key: str = ""
-
-
-@contextmanager
-def at_key(key: str):
-    """Tag SpecErrors raised inside with the table key they concern."""
-    try:
-        yield
-    except SpecError as error:
-        if getattr(error, "key", ""):
-            raise
-        keyed = KeyedSpecError(error.message, path=error.path, line=error.line,
-                               spec=error.spec)
-        keyed.key = key
-        raise keyed from None
 
 
 def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
@@ -70,12 +49,11 @@ def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
         tangents = [f"{n}_t" for n in differentiable]
         jvp = _optional_formula(table.get("jvp"), [*variables, *tangents, "result"], "jvp")
     backward = _backward(table.get("backward"), [*variables, "grad", "result"])
-    with at_key("examples"):
-        return Spec(
-            forward=forward, inputs=inputs, backward=backward or None, jvp=jvp,
-            reference=reference, examples=table.get("examples", ()), name=name,
-            doc=table.get("doc", ""), path=path, line=line, **options,
-        )
+    return Spec(
+        forward=forward, inputs=inputs, backward=backward or None, jvp=jvp,
+        reference=reference, examples=table.get("examples", ()), name=name,
+        doc=table.get("doc", ""), path=path, line=line, **options,
+    )
 
 
 def _inputs(inputs: Any) -> dict[str, Input]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import pickle
 import re
@@ -156,8 +157,12 @@ def test_the_public_tables() -> None:
 
 def test_docs_list_every_function_attribute_and_constant() -> None:
     docs = (Path(__file__).parents[1] / "docs" / "formulas.md").read_text(encoding="utf-8")
-    listed = set(re.findall(r"^\| `(\w+)` \|", docs, flags=re.MULTILINE))
-    assert listed == set(FUNCTIONS)
+    rows = re.findall(r"^\| `(\w+)` \| `([\w.]+)` \|", docs, flags=re.MULTILINE)
+    listed = {name: target for name, target in rows if target.startswith(("torch.", "harness."))}
+    assert set(listed) == set(FUNCTIONS)
+    for name, target in listed.items():
+        module, _, attribute = target.rpartition(".")
+        assert FUNCTIONS[name] is getattr(importlib.import_module(module), attribute), name
     for name in [*ATTRIBUTES, *CONSTANTS]:
         assert f"`{name}`" in docs
 
