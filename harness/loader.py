@@ -12,11 +12,10 @@ import importlib.util
 import os
 import re
 import sys
+import tomllib
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 from harness.errors import SpecError
 from harness.spec import Spec
