@@ -80,6 +80,15 @@ class Context:
         sign = torch.randint(0, 2, shape, generator=generator) * 2 - 1
         return (size * sign).to(self.device) * self.scale(name)
 
+    def gradient_direction(self, name: str, gradient: torch.Tensor) -> torch.Tensor | None:
+        """The gradient itself as a direction, scaled like the input; None if it is zero."""
+        scale = self.scale(name)
+        weighted = gradient.detach().to(torch.float64) * scale
+        largest = weighted.abs().max()
+        if not largest > 0 or not torch.isfinite(largest):
+            return None
+        return weighted / largest * scale
+
     def directional(self, name: str, direction: torch.Tensor) -> numeric.Estimate:
         estimate = numeric.directional_derivative(
             self.phi64, self.point64, {name: direction}, self.magnitude

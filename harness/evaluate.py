@@ -26,7 +26,9 @@ class Fault(Exception):
 def prepared(spec: Spec, example: Example, dtype: torch.dtype, device: str) -> Values:
     """Leaf tensors of ``dtype`` on ``device``; differentiable inputs require grad."""
     return {
-        name: value.to(dtype=dtype, device=device).requires_grad_(spec.inputs[name].requires_grad)
+        name: value.to(dtype=dtype, device=device, copy=True).requires_grad_(
+            spec.inputs[name].requires_grad
+        )
         for name, value in example.values.items()
     }
 

@@ -3,7 +3,8 @@
 A TOML spec file is data, so loading one must never run code it names. A formula is
 parsed with :func:`ast.parse`, every node is checked against a whitelist, calls are
 bound to whitelisted torch callables, and only then is the tree compiled. Evaluation
-sees no builtins: only the whitelisted functions, the constants and the inputs.
+sees only the whitelisted functions, the constants and the inputs. docs/formulas.md is
+the user's reference.
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ _FORBIDDEN = {
 
 @dataclass(frozen=True, eq=False)
 class Formula:
-    """A validated formula; call it with the inputs as keywords to evaluate it."""
+    """A validated formula; call it with the inputs as keywords to evaluate it.
+
+    ``names`` are the inputs it uses; ``what`` names it in messages (``"backward.W"``).
+    """
 
     source: str
     names: frozenset[str]
@@ -220,14 +224,7 @@ def _prefix(what: str, source: object) -> str:
 def _closest(word: str, options: Iterable[str], cutoff: float = 0.6) -> str | None:
     matches = difflib.get_close_matches(word, list(options), n=3, cutoff=cutoff)
     # Typos rarely hit the first letters: 'coss' means 'cos' more than 'cross'.
-    return max(matches, key=lambda match: _shared_start(word, match), default=None)
-
-
-def _shared_start(a: str, b: str) -> int:
-    length = 0
-    while length < min(len(a), len(b)) and a[length] == b[length]:
-        length += 1
-    return length
+    return max(matches, key=lambda match: match[:2] == word[:2], default=None)
 
 
 def _forbidden(node: ast.AST) -> SpecError:

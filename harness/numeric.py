@@ -52,7 +52,7 @@ def step_scale(value: torch.Tensor, spec_input: Input) -> torch.Tensor:
     for kink in spec_input.kinks:
         scale = torch.minimum(scale, _room((value - kink).abs()))
     if spec_input.unique and value.numel() > 1:
-        scale = torch.minimum(scale, _room(_nearest_neighbour_distance(value)))
+        scale = torch.minimum(scale, _room(nearest_neighbour_distance(value)))
     return scale
 
 
@@ -61,7 +61,7 @@ def _room(distance: torch.Tensor) -> torch.Tensor:
     return (distance * 0.5 / FIRST_STEP).clamp(min=1e-300)
 
 
-def _nearest_neighbour_distance(value: torch.Tensor) -> torch.Tensor:
+def nearest_neighbour_distance(value: torch.Tensor) -> torch.Tensor:
     flat = value.reshape(-1)
     ordered, order = flat.sort()
     gaps = ordered.diff()

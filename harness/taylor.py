@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from harness.context import Context, Discarded
+from harness.context import Context
+from harness.numeric import nearest_neighbour_distance
 from harness.report import Failure
 from harness.verdict import BACKWARD_WRONG
 
@@ -20,7 +21,7 @@ STEPS = 16
 ABOVE_FLOOR = 100.0  # a remainder counts when this far above the rounding floor
 SECOND_ORDER = 1.7
 FIRST_ORDER = (0.7, 1.3)
-RATES_JUDGED = 3
+RATES_JUDGED = 2  # the last rates, at the smallest clear steps, are the asymptotic ones
 
 
 def taylor_check(ctx: Context) -> list[Failure]:
@@ -36,9 +37,10 @@ def _taylor_one(ctx: Context, name: str) -> Failure | None:
     # Rounding in phi and in <g, u>; the second grows with t, like a wrong gradient would.
     per_step = eps * float(gradient_terms.abs().sum()) + float(
         (ctx.sensitivity[name] * direction.abs().double().cpu()).sum())
+    largest = _largest_step(ctx, name, direction)
     steps, remainders, floors = [], [], []
     for k in range(STEPS):
-        t = RATIO**-k
+        t = largest * RATIO**-k
         moved = {**_detached(ctx), name: ctx.values[name].detach() + t * direction}
         phi_t, size_t = _phi(ctx, moved)
         steps.append(t)
@@ -47,7 +49,7 @@ def _taylor_one(ctx: Context, name: str) -> Failure | None:
         if k > 2 and all(r < f for r, f in zip(remainders[-2:], floors[-2:])):
             break
     rates = _rates(remainders, floors)
-    if not rates or all(rate >= SECOND_ORDER for rate in rates):
+    if not rates or rates[-1] >= SECOND_ORDER:
         return None
     if len(rates) >= 2 and all(FIRST_ORDER[0] <= rate <= FIRST_ORDER[1] for rate in rates):
         return ctx.failure(
@@ -56,7 +58,24 @@ def _taylor_one(ctx: Context, name: str) -> Failure | None:
             _evidence(steps, remainders, floors),
             name,
         )
-    raise Discarded("the Taylor remainder shows no clear order of convergence here")
+    # No clear order (curvature changing over the steps, a float32 floor close by):
+    # no evidence either way, and not the spec's fault, so not counted as a discard.
+    return None
+
+
+def _largest_step(ctx: Context, name: str, direction: torch.Tensor) -> float:
+    """1, or less where a step that large would cross a declared kink or a tie."""
+    spec_input = ctx.spec.inputs[name]
+    value = ctx.point64[name]
+    reach = direction.abs().to(torch.float64)
+    if not reach.numel() or not reach.max() > 0:
+        return 1.0
+    room = [(value - kink).abs() / reach for kink in spec_input.kinks]
+    if spec_input.unique and value.numel() > 1:
+        room.append(nearest_neighbour_distance(value) / (2 * reach.max()))
+    if not room:
+        return 1.0
+    return min(1.0, 0.5 * float(torch.stack(room).min()))
 
 
 def _detached(ctx: Context) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from harness.suggest import did_you_mean
 
 DISCARD_LIMIT = 0.5  # a check whose examples are mostly discarded fails with advice
 DISCARD_MINIMUM = 5
+SHRINK_SECONDS = 20.0
 
 
 class _Found(Exception):
@@ -143,9 +145,14 @@ class _CheckRun:
         return [replace(failure, check=self.check.name) for failure in failures]
 
     def drawn(self, max_examples: int | None, seed: int | None) -> list[Failure]:
+        budget = _ShrinkBudget()
+
         def prop(example: Example) -> None:
+            if budget.spent and not budget.is_best(example):
+                return  # past the budget, nothing new fails: the shrinker stops here
             failures = self.attempt(example)
             if failures:
+                budget.failed(example)
                 raise _Found(failures)
 
         options = {"deadline": None, "suppress_health_check": list(HealthCheck)}
@@ -200,6 +207,38 @@ class _CheckRun:
         where = f"seed={seed}" if seed is not None else "derandomized"
         return (f"verify(spec, checks=[{self.check.name!r}], device={self.device!r}, "
                 f"dtype={dtype}, seed={seed})" if seed is not None else f"verify(...) [{where}]")
+
+
+class _ShrinkBudget:
+    """Caps the time Hypothesis spends shrinking one failure (large inputs shrink slowly).
+
+    Once spent, only the smallest failing example found so far still fails, so
+    the shrinker runs out of candidates and Hypothesis reports that example.
+    """
+
+    def __init__(self, seconds: float = SHRINK_SECONDS):
+        self.seconds = seconds
+        self.first_failure: float | None = None
+        self.best: tuple | None = None
+
+    @property
+    def spent(self) -> bool:
+        return self.first_failure is not None and (
+            time.monotonic() - self.first_failure > self.seconds
+        )
+
+    def failed(self, example: Example) -> None:
+        if self.first_failure is None:
+            self.first_failure = time.monotonic()
+        self.best = _identity(example)
+
+    def is_best(self, example: Example) -> bool:
+        return _identity(example) == self.best
+
+
+def _identity(example: Example) -> tuple:
+    values = tuple((name, value.detach().numpy().tobytes()) for name, value in example.values.items())
+    return tuple(example.dims.items()), values, example.cotangent_seed
 
 
 def _first_found(group: BaseExceptionGroup) -> _Found:

@@ -310,24 +310,27 @@ TOKENS = [
 ]
 
 
-@st.composite
-def expressions(draw: st.DrawFn) -> str:
-    """Mostly well-formed expressions, so the checker (not the parser) does the rejecting."""
-    leaves = st.sampled_from(["x", "y", "A", "n", "pi", "1", "2.0", "None", "...", "'ij'",
-                              "zz", "_p", "torch", "sin"])
-    def extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-        return st.one_of(
-            st.tuples(inner, st.sampled_from(["+", "*", "@", "**", "<", "|", "and", "is"]), inner)
-            .map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
-            st.tuples(st.sampled_from(["sin", "sum", "torch.exp", "x.sum", "type", "F.gelu"]),
-                      st.lists(inner, max_size=3)).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
-            st.tuples(inner, st.sampled_from(["T", "mT", "values", "data", "__class__"]))
-            .map(lambda t: f"{t[0]}.{t[1]}"),
-            st.tuples(inner, inner).map(lambda t: f"{t[0]}[{t[1]}, :, None]"),
-            inner.map(lambda e: f"[{e} for _ in x]"),
-            inner.map(lambda e: f"-{e}"),
-        )
-    return draw(st.recursive(leaves, extend, max_leaves=30))
+def _extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "*", "@", "**", "<", "|", "and", "is"]), inner)
+        .map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["sin", "sum", "torch.exp", "x.sum", "type", "F.gelu"]),
+                  st.lists(inner, max_size=3)).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+        st.tuples(inner, st.sampled_from(["T", "mT", "values", "data", "__class__"]))
+        .map(lambda t: f"{t[0]}.{t[1]}"),
+        st.tuples(inner, inner).map(lambda t: f"{t[0]}[{t[1]}, :, None]"),
+        inner.map(lambda e: f"[{e} for _ in x]"),
+        inner.map(lambda e: f"-{e}"),
+    )
+
+
+# Mostly well-formed expressions, so that the checker (not the parser) does the rejecting.
+EXPRESSIONS = st.recursive(
+    st.sampled_from(["x", "y", "A", "n", "pi", "1", "2.0", "None", "...", "'ij'", "zz", "_p",
+                     "torch", "sin"]),
+    _extend,
+    max_leaves=20,
+)
 
 
 def compiles_or_raises_spec_error(source: str) -> None:
@@ -347,7 +350,7 @@ def test_token_soup_compiles_or_raises_spec_error(tokens: list[str], separator: 
 
 
 @settings(max_examples=300, deadline=None)
-@given(expressions())
+@given(EXPRESSIONS)
 def test_generated_expressions_compile_or_raise_spec_error(source: str) -> None:
     compiles_or_raises_spec_error(source)
 

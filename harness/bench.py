@@ -1,0 +1,414 @@
+"""Forward/backward timing of a spec, used by ``benchmarks/`` and ``bench-plot``.
+
+The backward pass is timed alone: the inputs are generated once (a fixed seed),
+the forward runs once to build the graph, a cotangent is fixed, and each timed
+call is ``torch.autograd.grad(..., retain_graph=True)``, synchronised on CUDA.
+The forward is timed as it runs before a backward (the graph is recorded).
+
+Benchmark dims are the spec's ``benchmark`` sizes; a dim not given there gets
+``DEFAULT_SCALE`` times its declared maximum, shrunk (never below that maximum)
+until every input holds at most ``ELEMENT_BUDGET`` elements. A device that is
+missing or a size that runs out of memory raises ``BenchmarkSkipped`` with the
+reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from harness.evaluate import forward as checked_forward
+from harness.examples import cotangent
+from harness.spec import MEMORY_BUDGET, Spec
+from harness.strategies import generated_values
+
+DEFAULT_SCALE = 4  # benchmark size of an undeclared dim: this many times its declared max
+ELEMENT_BUDGET = MEMORY_BUDGET  # elements per input, as for verification
+DEFAULT_SEED = 0
+DEVICES = ("cpu", "cuda")
+WARMUP_ROUNDS = 3
+
+
+class BenchmarkSkipped(Exception):
+    """A benchmark that cannot run here (no such device, out of memory); ``reason`` says why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def device_skip_reason(device: str) -> str | None:
+    """Why ``device`` cannot run benchmarks here, or None when it can.
+
+    >>> device_skip_reason("cpu") is None
+    True
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device={device!r} is not one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        build = "built without CUDA" if torch.version.cuda is None else "no GPU visible"
+        return f"CUDA not available (torch {torch.__version__}, {build})"
+    return None
+
+
+def available_devices(candidates: Sequence[str] = DEVICES) -> list[str]:
+    """The ``candidates`` that can run here, in order.
+
+    >>> available_devices(["cpu"])
+    ['cpu']
+    """
+    return [device for device in candidates if device_skip_reason(device) is None]
+
+
+def benchmark_dtype(spec: Spec) -> torch.dtype:
+    """float32 when the spec is checked in it (the dtype models train in), else its first dtype.
+
+    >>> from harness.spec import Input
+    >>> benchmark_dtype(Spec(forward=lambda x: x, inputs={"x": Input()}, dtypes=["float64"]))
+    torch.float64
+    """
+    name = "float32" if "float32" in spec.dtypes else spec.dtypes[0]
+    return getattr(torch, name)
+
+
+def input_elements(spec: Spec, dims: Mapping[str, int]) -> dict[str, int]:
+    """Elements of each input at ``dims``.
+
+    >>> from harness.spec import Input
+    >>> spec = Spec(forward=lambda x, w: x @ w, inputs={"x": Input(("n", "d")),
+    ...             "w": Input(("d", 1))})
+    >>> input_elements(spec, {"n": 10, "d": 3})
+    {'x': 30, 'w': 3}
+    """
+    return {name: math.prod(value.resolve(dims)) for name, value in spec.inputs.items()}
+
+
+def benchmark_dims(
+    spec: Spec, *, scale: int = DEFAULT_SCALE, budget: int = ELEMENT_BUDGET
+) -> dict[str, int]:
+    """The dims a spec is benchmarked at.
+
+    The spec's ``benchmark`` sizes are kept as given; every other dim starts at
+    ``scale`` times its declared maximum and is halved (not below that maximum)
+    while an input would hold more than ``budget`` elements.
+
+    >>> from harness.spec import Input
+    >>> spec = Spec(forward=lambda a: a.sum(), inputs={"a": Input(("n", "n"))},
+    ...             dims={"n": (1, 600)})
+    >>> benchmark_dims(spec)  # 2400**2 and 1200**2 are over 10**6 elements
+    {'n': 600}
+    """
+    fixed = dict(spec.benchmark)
+    floors = {name: high for name, (_, high) in spec.dims.items()}
+    dims = {name: fixed.get(name, high * scale) for name, high in floors.items()}
+    while (name := _dim_to_halve(spec, dims, fixed, floors, budget)) is not None:
+        dims[name] = max(floors[name], dims[name] // 2)
+    return dims
+
+
+def _dim_to_halve(spec, dims, fixed, floors, budget) -> str | None:
+    """The largest shrinkable dim of the first input over budget, if any."""
+    for name, elements in input_elements(spec, dims).items():
+        if elements <= budget:
+            continue
+        free = [d for d in spec.inputs[name].dim_names if d not in fixed and dims[d] > floors[d]]
+        if free:
+            return max(free, key=dims.__getitem__)
+    return None
+
+
+def scale_dim(spec: Spec) -> str | None:
+    """The dim to scale in a sweep: the one the most inputs use (the first on a tie).
+
+    >>> from harness.spec import Input
+    >>> spec = Spec(forward=lambda x, w: x @ w, inputs={"x": Input(("n", "d")),
+    ...             "w": Input(("d", 1))})
+    >>> scale_dim(spec)
+    'd'
+    """
+    uses = {name: sum(name in v.dim_names for v in spec.inputs.values()) for name in spec.dims}
+    return max(uses, key=uses.__getitem__) if uses else None
+
+
+def scaled_dims(
+    spec: Spec, dim: str, elements: int, base: Mapping[str, int] | None = None
+) -> dict[str, int] | None:
+    """``base`` dims (default: ``benchmark_dims``) with ``dim`` as large as it can be
+    while the largest input holds at most ``elements``; None when even size 1 is over.
+
+    >>> from harness.spec import Input
+    >>> spec = Spec(forward=lambda x: x.sum(), inputs={"x": Input(("n", 4))})
+    >>> scaled_dims(spec, "n", 2**10)
+    {'n': 256}
+    >>> scaled_dims(spec, "n", 2) is None
+    True
+    """
+    if dim not in spec.dims:
+        raise ValueError(f"dim={dim!r} is not a dim of spec {spec.name!r}: "
+                         f"its dims are {', '.join(spec.dims) or 'none'}")
+    dims = dict(benchmark_dims(spec) if base is None else base)
+
+    def largest(size: int) -> int:
+        return max(input_elements(spec, {**dims, dim: size}).values())
+
+    if largest(1) > elements:
+        return None
+    low, high = 1, max(1, elements)
+    while low < high:  # the largest size whose largest input fits
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if largest(middle) <= elements else (low, middle - 1)
+    return {**dims, dim: low}
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously); nothing on CPU."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def is_out_of_memory(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what it was raised from) is an allocation failure.
+
+    >>> is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    True
+    >>> is_out_of_memory(ValueError("shapes differ"))
+    False
+    """
+    while error is not None:
+        if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+            return True
+        text = str(error).lower()
+        if isinstance(error, RuntimeError) and (
+            "out of memory" in text or "can't allocate memory" in text
+        ):
+            return True
+        error = error.__cause__
+    return False
+
+
+@contextmanager
+def memory_guard(what: str, device: str) -> Iterator[None]:
+    """Turn an out-of-memory error inside the block into ``BenchmarkSkipped``."""
+    reason = None
+    try:
+        yield
+    except Exception as error:
+        if not is_out_of_memory(error):
+            raise
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        reason = f"out of memory {what} on {device}: {first_line}"
+    if device == "cuda":  # after the except block: the failed frames are released
+        torch.cuda.empty_cache()
+    if reason is not None:
+        raise BenchmarkSkipped(reason)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Median forward and backward times of one spec at one size, device and dtype.
+
+    >>> m = Measurement("cube", "cpu", "float32", {"n": 8}, 8, forward_s=1e-5, backward_s=3e-5)
+    >>> round(m.ratio, 6)
+    3.0
+    """
+
+    spec: str
+    device: str
+    dtype: str
+    dims: dict[str, int]
+    input_elements: int
+    forward_s: float
+    backward_s: float
+
+    @property
+    def ratio(self) -> float:
+        """Backward time over forward time (the cheap-gradient principle bounds it by ~3-5)."""
+        return self.backward_s / self.forward_s if self.forward_s > 0 else math.inf
+
+    def extra_info(self) -> dict[str, Any]:
+        """JSON-ready fields for pytest-benchmark's ``benchmark.extra_info``."""
+        return {
+            "forward_s": self.forward_s,
+            "backward_s": self.backward_s,
+            "ratio": self.ratio,
+            "input_elements": self.input_elements,
+            "dims": dict(self.dims),
+            "device": self.device,
+            "dtype": self.dtype,
+        }
+
+
+@dataclass
+class BackwardRun:
+    """A spec's graph, built once at fixed inputs, ready to time forward and backward."""
+
+    spec: Spec
+    dims: dict[str, int]
+    device: str
+    dtype: torch.dtype
+    values: dict[str, torch.Tensor]
+    result: torch.Tensor
+    grad_output: torch.Tensor
+    leaves: list[torch.Tensor]
+
+    def forward(self) -> torch.Tensor:
+        """One forward pass (the graph is recorded, as before a backward), synchronised."""
+        with torch.enable_grad():
+            result = self.spec.forward({**self.values, **self.dims})
+        synchronize(self.device)
+        return result
+
+    def backward(self) -> tuple[torch.Tensor | None, ...]:
+        """One backward pass through the retained graph, synchronised."""
+        grads = torch.autograd.grad(
+            self.result, self.leaves, self.grad_output, retain_graph=True, allow_unused=True
+        )
+        synchronize(self.device)
+        return grads
+
+    @property
+    def input_elements(self) -> int:
+        return sum(value.numel() for value in self.values.values())
+
+    def measurement(self, forward_s: float, backward_s: float) -> Measurement:
+        """These times, labelled with this run's spec, device, dtype and size."""
+        return Measurement(
+            spec=str(self.spec.name), device=self.device,
+            dtype=str(self.dtype).removeprefix("torch."), dims=dict(self.dims),
+            input_elements=self.input_elements, forward_s=forward_s, backward_s=backward_s,
+        )
+
+
+def prepare(
+    spec: Spec,
+    dims: Mapping[str, int] | None = None,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int = DEFAULT_SEED,
+    warmup: int = WARMUP_ROUNDS,
+) -> BackwardRun:
+    """Inputs, graph and cotangent for ``spec`` at ``dims`` (default: ``benchmark_dims``),
+    then ``warmup`` forward and backward passes.
+
+    >>> from harness.spec import Input
+    >>> spec = Spec(forward=lambda x: x.sin().sum(), inputs={"x": Input(("n",))}, name="s")
+    >>> run = prepare(spec, {"n": 1000})
+    >>> run.dims, run.input_elements, run.backward()[0].shape
+    ({'n': 1000}, 1000, torch.Size([1000]))
+    """
+    reason = device_skip_reason(device)
+    if reason:
+        raise BenchmarkSkipped(reason)
+    dims = dict(benchmark_dims(spec) if dims is None else dims)
+    dtype = benchmark_dtype(spec) if dtype is None else dtype
+    with memory_guard(f"building the graph at {_dims_text(dims)}", device):
+        run = _built(spec, dims, device, dtype, seed)
+    if not run.result.requires_grad:
+        raise BenchmarkSkipped(f"spec {spec.name!r}: the output does not depend on "
+                               f"{', '.join(spec.differentiable)}: no backward to time")
+    with memory_guard(f"warming up at {_dims_text(dims)}", device):
+        for _ in range(warmup):
+            run.forward()
+            run.backward()
+    return run
+
+
+def _built(
+    spec: Spec, dims: dict[str, int], device: str, dtype: torch.dtype, seed: int
+) -> BackwardRun:
+    values = {}
+    for index, (name, spec_input) in enumerate(spec.inputs.items()):
+        generated = generated_values(spec_input, spec_input.resolve(dims), dtype, seed + index)
+        values[name] = generated.to(dtype=dtype, device=device).requires_grad_(
+            spec_input.requires_grad
+        )
+    result = checked_forward(spec, values, dims)
+    grad_output = cotangent(result.shape, seed + len(values), dtype, device)
+    leaves = [values[name] for name in spec.differentiable]
+    return BackwardRun(spec, dims, device, dtype, values, result, grad_output, leaves)
+
+
+def _dims_text(dims: Mapping[str, int]) -> str:
+    return ", ".join(f"{name}={size}" for name, size in dims.items()) or "its shapes"
+
+
+def time_call(
+    fn: Callable[[], Any], *, min_rounds: int = 5, min_time: float = 0.1,
+    max_rounds: int = 100_000,
+) -> float:
+    """Median seconds of ``fn()`` over at least ``min_rounds`` calls and ``min_time`` seconds.
+
+    ``fn`` must synchronise its device itself (``BackwardRun`` methods do).
+
+    >>> time_call(lambda: None, min_rounds=3, min_time=0.0) >= 0
+    True
+    """
+    (median,) = time_calls([fn], min_rounds=min_rounds, min_time=min_time,
+                           max_rounds=max_rounds)
+    return median
+
+
+def time_calls(
+    fns: Sequence[Callable[[], Any]], *, min_rounds: int = 5, min_time: float = 0.1,
+    max_rounds: int = 100_000,
+) -> list[float]:
+    """Median seconds of each of ``fns``, called in turn each round, so that a change in
+    the machine's load during the rounds moves all of them alike (their ratio holds).
+
+    >>> len(time_calls([lambda: None, lambda: None], min_rounds=3, min_time=0.0))
+    2
+    """
+    times: list[list[float]] = [[] for _ in fns]
+    started = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or (
+        time.perf_counter() - started < min_time and rounds < max_rounds
+    ):
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+        rounds += 1
+    return [statistics.median(spent) for spent in times]
+
+
+def measure(
+    spec: Spec,
+    dims: Mapping[str, int] | None = None,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype | None = None,
+    seed: int = DEFAULT_SEED,
+    min_time: float = 0.1,
+) -> Measurement:
+    """Median forward and backward times of ``spec`` at ``dims`` (default: ``benchmark_dims``).
+
+    >>> from harness.spec import Input
+    >>> spec = Spec(forward=lambda x: x.exp().sum(), inputs={"x": Input(("n",))}, name="e")
+    >>> m = measure(spec, {"n": 100}, min_time=0.01)
+    >>> m.input_elements, m.ratio > 0
+    (100, True)
+    """
+    run = prepare(spec, dims, device=device, dtype=dtype, seed=seed)
+    with memory_guard(f"timing at {_dims_text(run.dims)}", device):
+        forward_s, backward_s = time_calls([run.forward, run.backward], min_time=min_time)
+    return run.measurement(forward_s, backward_s)
+
+
+def over_bound(measurements: Sequence[Measurement], bound: float) -> list[Measurement]:
+    """The measurements whose backward/forward ratio exceeds ``bound``, worst first.
+
+    >>> fast = Measurement("a", "cpu", "float32", {}, 1, forward_s=1.0, backward_s=2.0)
+    >>> slow = Measurement("b", "cpu", "float32", {}, 1, forward_s=1.0, backward_s=9.0)
+    >>> [m.spec for m in over_bound([fast, slow], 5.0)]
+    ['b']
+    """
+    return sorted((m for m in measurements if m.ratio > bound), key=lambda m: -m.ratio)

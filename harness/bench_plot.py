@@ -1,0 +1,201 @@
+"""``bench-plot``: how the backward pass scales, as a PNG.
+
+For each chosen spec, one dim is scaled so that the largest input holds 2^8 ... 2^20
+elements (sizes that run out of memory end that spec's sweep); at each size the
+forward and backward medians are measured (``harness.bench.measure``). The figure
+shows backward time and the backward/forward ratio against size, one line per spec
+and device. matplotlib is an optional extra (``pip install 'harness[plot]'``).
+
+    python -m harness bench-plot linear_mse sum_of_squares:n --out docs/scaling.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.bench import (
+    DEVICES,
+    BenchmarkSkipped,
+    Measurement,
+    device_skip_reason,
+    input_elements,
+    measure,
+    scale_dim,
+    scaled_dims,
+)
+from harness.errors import HarnessError
+
+RATIO_BOUND = 5.0
+MISSING_MATPLOTLIB = (
+    "bench-plot draws with matplotlib, which is not installed — "
+    "pip install 'harness[plot]' (or pip install matplotlib)"
+)
+
+Sweep = tuple[str, str, list[tuple[int, Measurement]]]  # (label, device, [(size, m)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Sweep sizes for the chosen specs and write the scaling figure; 0 on success.
+
+    >>> main(["--help"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    SystemExit: 0
+    """
+    args = _parser().parse_args(argv)
+    try:
+        pyplot = _pyplot()
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        sweeps = [
+            sweep
+            for spec, dim in _chosen(args.path, args.specs)
+            for device in _devices(args.devices)
+            if (sweep := _sweep(spec, dim, device, args)) is not None
+        ]
+    except (HarnessError, ValueError, ImportError) as error:
+        print(f"bench-plot: error: {error}", file=sys.stderr)
+        return 2
+    if not any(points for _, _, points in sweeps):
+        print("bench-plot: error: nothing was measured", file=sys.stderr)
+        return 1
+    _plot(pyplot, sweeps, args)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness bench-plot",
+        description="Plot backward time and the backward/forward ratio against input size.",
+    )
+    parser.add_argument(
+        "specs", nargs="*", metavar="SPEC[:DIM]",
+        help="specs to sweep, each optionally with the dim to scale (default: the dim "
+             "most inputs use); default: every spec that has a dim",
+    )
+    parser.add_argument("--path", default="specs", help="spec file or folder (default: specs)")
+    parser.add_argument("--out", default="scaling.png", type=Path,
+                        help="PNG to write (default: scaling.png)")
+    parser.add_argument("--devices", default=",".join(DEVICES),
+                        help="comma-separated; unavailable ones are left out (default: cpu,cuda)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                        help="default: float32")
+    parser.add_argument("--min-exp", type=int, default=8, help="smallest size 2^MIN (default 8)")
+    parser.add_argument("--max-exp", type=int, default=20, help="largest size 2^MAX (default 20)")
+    parser.add_argument("--min-time", type=float, default=0.05,
+                        help="seconds timed per pass and size (default 0.05)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--bound", type=float, default=RATIO_BOUND,
+                        help=f"ratio bound drawn on the plot (default {RATIO_BOUND:g})")
+    return parser
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(MISSING_MATPLOTLIB) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+def _chosen(path: str, wanted: Sequence[str]) -> list[tuple[object, str]]:
+    """(spec, dim to scale) for each SPEC[:DIM] asked for, or every spec with a dim."""
+    from harness.loader import load_specs
+
+    specs = {spec.name: spec for spec in load_specs(path)}
+    if not wanted:
+        return [(spec, scale_dim(spec)) for spec in specs.values() if spec.dims]
+    chosen = []
+    for item in wanted:
+        name, _, dim = item.partition(":")
+        if name not in specs:
+            from harness.suggest import did_you_mean
+
+            raise ValueError(f"no spec {name!r} in {path}{did_you_mean(name, specs)}")
+        spec = specs[name]
+        dim = dim or scale_dim(spec)
+        if dim is None:
+            raise ValueError(f"spec {name!r} has no dim to scale: its inputs have fixed shapes")
+        chosen.append((spec, dim))
+    return chosen
+
+
+def _devices(listed: str) -> list[str]:
+    devices = []
+    for device in (d.strip() for d in listed.split(",") if d.strip()):
+        reason = device_skip_reason(device)
+        if reason:
+            print(f"{device}: left out: {reason}")
+        else:
+            devices.append(device)
+    return devices
+
+
+def _sweep(spec, dim: str, device: str, args: argparse.Namespace) -> Sweep | None:
+    import torch
+
+    points = []
+    for exponent in range(args.min_exp, args.max_exp + 1):
+        dims = scaled_dims(spec, dim, 2**exponent)
+        if dims is None or (points and dims == points[-1][1].dims):
+            continue
+        try:
+            m = measure(spec, dims, device=device, dtype=getattr(torch, args.dtype),
+                        min_time=args.min_time)
+        except BenchmarkSkipped as skipped:
+            print(f"{spec.name} {device} 2^{exponent}: stopped: {skipped.reason}")
+            break
+        size = max(input_elements(spec, dims).values())
+        points.append((size, m))
+        print(f"{spec.name} {device} {_dims(dims)}: {size:>8} elements  "
+              f"forward {m.forward_s * 1e6:9.1f} µs  backward {m.backward_s * 1e6:9.1f} µs  "
+              f"ratio {m.ratio:5.2f}", flush=True)
+    return (f"{spec.name} ({dim})", device, points) if points else None
+
+
+def _dims(dims) -> str:
+    return ", ".join(f"{name}={size}" for name, size in dims.items())
+
+
+def _plot(pyplot, sweeps: list[Sweep], args: argparse.Namespace) -> None:
+    import torch
+
+    figure, (times, ratios) = pyplot.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
+    colours = pyplot.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = {"cpu": ("-", "o"), "cuda": ("--", "s")}
+    labels = list(dict.fromkeys(label for label, _, _ in sweeps))
+    for label, device, points in sweeps:
+        sizes = [size for size, _ in points]
+        line, marker = styles.get(device, (":", "^"))
+        style = {"color": colours[labels.index(label) % len(colours)], "linestyle": line,
+                 "marker": marker, "markersize": 4, "label": f"{label}, {device}"}
+        times.plot(sizes, [m.backward_s for _, m in points], **style)
+        ratios.plot(sizes, [m.ratio for _, m in points], **style)
+    times.set(xscale="log", yscale="log", xlabel="elements in the largest input",
+              ylabel="backward time (s, median)", title="Backward pass time")
+    ratios.set_xscale("log")
+    ratios.set(xlabel="elements in the largest input", ylabel="backward time / forward time",
+               title="Backward/forward ratio")
+    ratios.axhline(args.bound, color="tab:red", linestyle=":",
+                   label=f"cheap-gradient bound ({args.bound:g}x)")
+    ratios.set_ylim(bottom=0)
+    for axes in (times, ratios):
+        axes.grid(True, which="major", alpha=0.4)
+        axes.legend(fontsize="small")
+    figure.suptitle(
+        f"Backward-pass scaling, {args.dtype}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if any(d == "cuda" for _, d, _ in sweeps) else "")
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.out, dpi=110)
+    pyplot.close(figure)

@@ -1,0 +1,280 @@
+"""harness.bench (sizes, timing, skips) and the benchmarks/ suite's two modes, at small sizes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import bench
+from harness.bench import (
+    BenchmarkSkipped,
+    Measurement,
+    benchmark_dims,
+    device_skip_reason,
+    measure,
+    prepare,
+    scale_dim,
+    scaled_dims,
+    time_call,
+)
+from harness.spec import Input, Spec
+
+pytest_plugins = ["pytester"]
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _linear(**options) -> Spec:
+    return Spec(
+        forward=lambda X, W: (X @ W).square().mean(),
+        inputs={"X": Input(("N", "D"), requires_grad=False), "W": Input(("D", 1))},
+        dims={"N": (1, 8), "D": (1, 4)},
+        name="linear",
+        **options,
+    )
+
+
+def _vector(forward=lambda x: x.sin().sum(), **options) -> Spec:
+    return Spec(forward=forward, inputs={"x": Input(("n",))}, name="vector", **options)
+
+
+# --- sizes -------------------------------------------------------------------------------
+
+
+def test_undeclared_dims_get_four_times_their_declared_maximum():
+    assert benchmark_dims(_linear()) == {"N": 32, "D": 16}
+    assert benchmark_dims(_vector()) == {"n": 24}  # the default range (1, 6)
+
+
+def test_benchmark_sizes_are_kept_and_the_rest_defaulted():
+    assert benchmark_dims(_linear(benchmark={"N": 4096})) == {"N": 4096, "D": 16}
+
+
+def test_defaults_shrink_to_the_element_budget_but_not_below_the_declared_maximum():
+    square = Spec(forward=lambda a: a.sum(), inputs={"a": Input(("n", "m"))},
+                  dims={"n": (1, 500), "m": (1, 500)})
+    dims = benchmark_dims(square)
+    assert dims["n"] * dims["m"] <= bench.ELEMENT_BUDGET
+    assert dims["n"] >= 500 and dims["m"] >= 500
+    assert benchmark_dims(square, budget=100) == {"n": 500, "m": 500}
+
+
+def test_explicit_benchmark_sizes_are_never_shrunk():
+    big = _vector(dims={"n": (1, 8)}, benchmark={"n": 2 * bench.ELEMENT_BUDGET})
+    assert benchmark_dims(big) == {"n": 2 * bench.ELEMENT_BUDGET}
+
+
+def test_scalar_specs_have_no_dims():
+    scalar = Spec(forward=lambda x: x**2, inputs={"x": Input()})
+    assert benchmark_dims(scalar) == {}
+    assert scale_dim(scalar) is None
+
+
+def test_scaled_dims_fit_the_largest_input_to_the_target():
+    linear = _linear(benchmark={"D": 64})
+    assert scale_dim(linear) == "D"  # used by both inputs, N by X only
+    assert scaled_dims(linear, "N", 2**10) == {"N": 16, "D": 64}
+    assert scaled_dims(linear, "N", 1000) == {"N": 15, "D": 64}
+    assert scaled_dims(linear, "N", 32) is None  # one row is already 64 elements
+    with pytest.raises(ValueError, match="'M' is not a dim of spec 'linear'"):
+        scaled_dims(linear, "M", 2**10)
+
+
+# --- timing --------------------------------------------------------------------------------
+
+
+def test_measure_gives_both_medians_and_their_ratio():
+    m = measure(_linear(), {"N": 16, "D": 4}, min_time=0.0)
+    assert m.spec == "linear" and m.device == "cpu" and m.dtype == "float32"
+    assert m.dims == {"N": 16, "D": 4} and m.input_elements == 16 * 4 + 4
+    assert m.forward_s > 0 and m.backward_s > 0
+    assert m.ratio == pytest.approx(m.backward_s / m.forward_s)
+
+
+def test_ratio_of_a_zero_forward_is_infinite():
+    assert Measurement("s", "cpu", "float32", {}, 1, forward_s=0.0, backward_s=1.0).ratio \
+        == float("inf")
+
+
+def test_extra_info_carries_the_figures_and_is_json():
+    m = Measurement("s", "cpu", "float32", {"n": 8}, 8, forward_s=2e-5, backward_s=5e-5)
+    info = m.extra_info()
+    assert {"forward_s", "backward_s", "ratio", "input_elements", "dims"} <= set(info)
+    assert info["ratio"] == pytest.approx(2.5)
+    assert json.loads(json.dumps(info)) == info
+
+
+def test_prepare_times_the_backward_alone_through_a_retained_graph():
+    run = prepare(_vector(), {"n": 100}, warmup=0)
+    assert run.dtype == torch.float32  # the spec is checked in float32 too
+    (first,) = run.backward()
+    (second,) = run.backward()  # retain_graph: the graph survives repeated backwards
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first, run.grad_output * run.values["x"].detach().cos())
+
+
+def test_prepare_uses_the_specs_dtype_when_float32_is_not_checked():
+    assert prepare(_vector(dtypes=["float64"]), {"n": 4}, warmup=0).dtype == torch.float64
+
+
+def test_inputs_are_fixed_by_the_seed():
+    one, two = (prepare(_vector(), {"n": 50}, warmup=0) for _ in range(2))
+    torch.testing.assert_close(one.values["x"], two.values["x"])
+    torch.testing.assert_close(one.grad_output, two.grad_output)
+
+
+def test_time_call_is_a_median_over_at_least_min_rounds():
+    calls = []
+
+    def slow_first():
+        calls.append(None)
+        time.sleep(0.02 if len(calls) == 1 else 0.0)
+
+    assert time_call(slow_first, min_rounds=5, min_time=0.0) < 0.01
+    assert len(calls) == 5
+
+
+def test_over_bound_lists_the_worst_first():
+    ms = [Measurement(n, "cpu", "float32", {}, 1, forward_s=1.0, backward_s=r)
+          for n, r in (("a", 2.0), ("b", 9.0), ("c", 6.0))]
+    assert [m.spec for m in bench.over_bound(ms, 5.0)] == ["b", "c"]
+
+
+# --- skips ---------------------------------------------------------------------------------
+
+
+def test_cuda_is_skipped_with_a_reason_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    reason = device_skip_reason("cuda")
+    assert reason is not None and reason.startswith("CUDA not available")
+    with pytest.raises(BenchmarkSkipped, match="CUDA not available") as skipped:
+        prepare(_vector(), {"n": 4}, device="cuda")
+    assert skipped.value.reason == reason
+    assert bench.available_devices() == ["cpu"]
+
+
+def test_an_unknown_device_is_an_error():
+    with pytest.raises(ValueError, match="device='tpu' is not one of cpu, cuda"):
+        device_skip_reason("tpu")
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 8000000000000 bytes"),
+    MemoryError(),
+])
+def test_out_of_memory_is_a_skip_with_its_reason(error):
+    def forward(x):
+        raise error
+
+    with pytest.raises(BenchmarkSkipped, match="out of memory building the graph at n=4 on cpu"):
+        prepare(_vector(forward), {"n": 4})
+
+
+def test_other_errors_are_not_skips():
+    def forward(x):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(Exception, match="shapes cannot be multiplied"):
+        prepare(_vector(forward), {"n": 4})
+
+
+def test_an_output_without_a_graph_is_a_skip():
+    constant = _vector(lambda x: torch.ones((), dtype=x.dtype))
+    with pytest.raises(BenchmarkSkipped, match="does not depend on x"):
+        prepare(constant, {"n": 4})
+
+
+# --- the benchmarks/ suite -----------------------------------------------------------------
+
+SLOW_BACKWARD = '''
+import time
+import torch
+from harness import Input, Spec
+
+
+class SlowBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        time.sleep(0.002)
+        return grad * 2
+
+
+slow = Spec(forward=lambda x: SlowBackward.apply(x), inputs={"x": Input(("n",))},
+            dims={"n": (1, 4)})
+'''
+
+BROKEN = '''
+[cube]
+forward = "x ** 3"
+inputs.x = { shape = ["n"] }
+benchmark = { n = 64 }
+
+[broken]
+forwrad = "x"
+inputs.x = { shape = [] }
+'''
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeini("[pytest]\n")
+    pytester.mkdir("benchmarks")
+    for name in ("conftest.py", "test_backward.py"):
+        shutil.copy(BENCHMARKS / name, pytester.path / "benchmarks" / name)
+    specs = pytester.mkdir("specs")
+    (specs / "small.toml").write_text(BROKEN)
+    (specs / "slow.py").write_text(SLOW_BACKWARD)
+    return pytester
+
+
+def test_plain_pytest_runs_each_benchmark_once_untimed(suite):
+    result = suite.runpytest("benchmarks", "-ra", "--harness-devices=cpu")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*invalid spec, not benchmarked:*broken*forwrad*"])
+    result.stdout.no_fnmatch_line("*Name (time in*")
+    result.stdout.no_fnmatch_line("*cheap-gradient bound*")
+
+
+def test_benchmark_only_times_them_and_warns_above_the_ratio_bound(suite):
+    result = suite.runpytest(
+        "benchmarks", "--benchmark-only", "--harness-devices=cpu",
+        "--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "--harness-ratio-bound=5",
+    )
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines([
+        "*benchmark 'cube': 1 tests*",
+        "*test_backward?cube-cpu?*",
+        "*cheap-gradient bound 5: * of 2 backward/forward ratios above it (warning)*",
+        "*slow*",
+    ])
+    result.stdout.no_fnmatch_line("*WARNING*cube*")  # not listed unless over the bound
+
+
+def test_benchmark_extra_info_is_saved(suite):
+    result = suite.runpytest(
+        "benchmarks", "--benchmark-only", "--harness-devices=cpu", "-k", "cube",
+        "--benchmark-max-time=0.02", "--benchmark-json=out.json",
+    )
+    result.assert_outcomes(passed=1, deselected=2)
+    (saved,) = json.loads((suite.path / "out.json").read_text())["benchmarks"]
+    assert saved["group"] == "cube"
+    info = saved["extra_info"]
+    assert info["dims"] == {"n": 64} and info["input_elements"] == 64
+    assert info["ratio"] == pytest.approx(info["backward_s"] / info["forward_s"])
+    assert info["backward_s"] == pytest.approx(saved["stats"]["median"])
+
+
+def test_the_ratio_bound_option_is_documented(suite):
+    result = suite.runpytest("benchmarks", "--help")
+    result.stdout.fnmatch_lines(["*--harness-ratio-bound=RATIO*"])
+    assert "Default: 5" in " ".join(result.stdout.str().split())
