@@ -70,13 +70,19 @@ def ratio_bound(config: pytest.Config) -> float:
     return value
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    """After pytest-benchmark's table: the specs over the cheap-gradient bound, as a warning.
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_terminal_summary(terminalreporter, config: pytest.Config):
+    """After pytest-benchmark's table (even when its regression check raises): the specs
+    over the cheap-gradient bound, as a warning."""
+    try:
+        return (yield)
+    finally:
+        _summarise_ratios(terminalreporter, config)
 
-    A ratio measured on a forward shorter than ``OVERHEAD_BOUND_S`` reflects the fixed
-    cost of a call into autograd, not the arithmetic: those specs share one line.
-    """
+
+def _summarise_ratios(terminalreporter, config: pytest.Config) -> None:
+    """A ratio measured on a forward shorter than ``OVERHEAD_BOUND_S`` reflects the fixed
+    cost of a call into autograd, not the arithmetic: those specs share one line."""
     from harness.bench import over_bound
 
     measured = config.stash.get(MEASUREMENTS, [])

@@ -76,6 +76,9 @@ _ELSEWHERE = (
     "write a Python spec (specs/*.py) for anything else"
 )
 _CALLABLE = "a formula can call only whitelisted functions"
+# Also what a parser's RecursionError reads as: Python 3.13 parses deeper than 3.11 does.
+_TOO_DEEP = (f"the formula nests more than {MAX_DEPTH} levels deep — simplify it or write a "
+             "Python spec (specs/*.py)")
 # Call targets are renamed to names no source can spell, so an input never shadows one.
 _FN = "__fn_"
 # Torch's C code imports lazily through the calling frame's builtins, so __import__ must stay;
@@ -166,10 +169,8 @@ def _parse(source: object) -> tuple[str, ast.Expression]:
         raise SpecError(f"the formula is {len(source)} characters long, over the limit of "
                         f"{MAX_LENGTH} — write a Python spec (specs/*.py) for anything longer")
     tree = _quietly(ast.parse, text, "<formula>", "eval")
-    depth = _depth(tree)
-    if depth > MAX_DEPTH:
-        raise SpecError(f"the formula nests {depth} levels deep, over the limit of {MAX_DEPTH}"
-                        " — simplify it or write a Python spec (specs/*.py)")
+    if _depth(tree) > MAX_DEPTH:
+        raise SpecError(_TOO_DEEP)
     return text, tree
 
 
@@ -182,8 +183,7 @@ def _quietly(function: Callable[..., Any], *args: Any) -> Any:
 
 def _syntax(error: BaseException, source: str) -> str:
     if isinstance(error, (RecursionError, MemoryError)):
-        return ("the formula is nested too deeply to parse — simplify it or write a Python "
-                "spec (specs/*.py)")
+        return _TOO_DEEP
     if not isinstance(error, SyntaxError):
         return f"invalid syntax: {error} — write one Python expression"
     detail = (error.msg or "").removeprefix("invalid syntax").lstrip(".: ")

@@ -77,13 +77,13 @@ def generated_values(
 
 
 def _elements(spec_input: Input, dtype: torch.dtype) -> st.SearchStrategy[float]:
+    width = _FLOAT_WIDTH.get(dtype, 64)
     floats = st.floats(
-        spec_input.low,
-        spec_input.high,
+        *_representable_bounds(spec_input.low, spec_input.high, width),
         allow_nan=False,
         allow_infinity=False,
         allow_subnormal=False,
-        width=_FLOAT_WIDTH.get(dtype, 64),
+        width=width,
     )
     if not spec_input.kinks:
         return floats
@@ -91,6 +91,19 @@ def _elements(spec_input: Input, dtype: torch.dtype) -> st.SearchStrategy[float]
     return floats.map(lambda v: _away_from_kinks(v, spec_input, margin)).filter(
         lambda v: _clear(v, spec_input, margin)
     )
+
+
+def _representable_bounds(low: float, high: float, width: int) -> tuple[float, float]:
+    """The domain's bounds rounded inwards to floats of ``width`` bits (0.05 is not one)."""
+    if width == 64:
+        return low, high
+    kind = np.float32 if width == 32 else np.float16
+    inward_low, inward_high = kind(low), kind(high)
+    if inward_low < low:
+        inward_low = np.nextafter(inward_low, kind(np.inf))
+    if inward_high > high:
+        inward_high = np.nextafter(inward_high, kind(-np.inf))
+    return float(inward_low), float(inward_high)
 
 
 def _unique_elements(spec_input: Input) -> st.SearchStrategy[float]:

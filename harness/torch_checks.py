@@ -6,10 +6,9 @@ import warnings
 
 import torch
 import torch.autograd.forward_ad as forward_ad
-
-from harness import evaluate, verdict
 from torch.autograd.gradcheck import GradcheckError
 
+from harness import evaluate, verdict
 from harness.compare import compare
 from harness.context import LOCALISE_LIMIT, Context, Skipped
 from harness.report import Failure, table

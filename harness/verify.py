@@ -237,7 +237,7 @@ class _ShrinkBudget:
 
 
 def _identity(example: Example) -> tuple:
-    values = tuple((name, value.detach().numpy().tobytes()) for name, value in example.values.items())
+    values = tuple((n, v.detach().numpy().tobytes()) for n, v in example.values.items())
     return tuple(example.dims.items()), values, example.cotangent_seed
 
 

@@ -558,7 +558,7 @@ def test_from_module_parameters_become_inputs():
         Tiny(), inputs={"x": Input(["n", 2], requires_grad=False)},
         forward=lambda model, x: model(x).square().mean(), name="tiny",
     )
-    assert list(spec.inputs) == ["x", "linear.weight", "linear.bias", "scale"]
+    assert list(spec.inputs) == ["x", "scale", "linear.weight", "linear.bias"]
     assert spec.differentiable == ("linear.weight", "linear.bias")
     assert spec.inputs["linear.weight"] == Input((1, 2), low=-1.0, high=1.0)
     assert spec.inputs["linear.bias"] == Input((1,), low=-1.0, high=1.0)

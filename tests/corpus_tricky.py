@@ -1,0 +1,310 @@
+"""RIGHT-but-tricky specs: every check that applies must pass them, in float64 and float32.
+
+Each spec's gradient is right; what makes it tricky is the numerics: magnitudes
+from 1e-3 to 1e8, declared kinks, ties kept apart by ``unique``, linear
+functions (a Taylor remainder of exactly zero), gradients that are exactly
+zero, large curvature, reductions over thousands of float32 elements, saturated
+softmax and sigmoid, logsumexp of large inputs, ill-conditioned domains near a
+pole, products with zeros, custom Functions and nn.Modules.
+
+A false positive here (a right gradient reported wrong) is a harness bug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.autograd import Function
+
+from harness import Input, Spec
+
+
+@dataclass(frozen=True)
+class Tricky:
+    """A right spec, and whether forward-mode AD is expected to be unavailable for it."""
+
+    spec: Spec
+    why: str
+    no_forward_ad: bool = False  # a custom Function without a jvp staticmethod
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def vector(low: float = -10.0, high: float = 10.0, dim: str = "n", **options) -> Input:
+    return Input((dim,), low=low, high=high, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Right custom Functions
+# ---------------------------------------------------------------------------------------------
+
+
+class Softmax(Function):
+    """softmax over the last dim with the full backward and a jvp."""
+
+    @staticmethod
+    def forward(ctx, x):
+        s = torch.softmax(x, -1)
+        ctx.save_for_backward(s)
+        ctx.save_for_forward(s)
+        return s
+
+    @staticmethod
+    def backward(ctx, grad):
+        (s,) = ctx.saved_tensors
+        return s * (grad - (grad * s).sum(-1, keepdim=True))
+
+    @staticmethod
+    def jvp(ctx, x_t):
+        (s,) = ctx.saved_tensors
+        return s * (x_t - (x_t * s).sum(-1, keepdim=True))
+
+
+class Cube(Function):
+    """x^3 with a differentiable backward (twice differentiable), no jvp."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * 3 * x**2
+
+
+class LogSumExp(Function):
+    """logsumexp over the last dim, stable: backward is softmax * grad."""
+
+    @staticmethod
+    def forward(ctx, x):
+        result = torch.logsumexp(x, -1)
+        ctx.save_for_backward(x, result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, result = ctx.saved_tensors
+        return grad.unsqueeze(-1) * torch.exp(x - result.unsqueeze(-1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Right formulas
+# ---------------------------------------------------------------------------------------------
+
+
+def _layer_norm(x, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    var = (x - mean).square().mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def _layer_norm_backward(grad, x, eps=1e-5):
+    mean = x.mean(-1, keepdim=True)
+    sigma = torch.sqrt((x - mean).square().mean(-1, keepdim=True) + eps)
+    xhat = (x - mean) / sigma
+    return (grad - grad.mean(-1, keepdim=True)
+            - xhat * (grad * xhat).mean(-1, keepdim=True)) / sigma
+
+
+def _max_backward(grad, x):
+    return grad * torch.nn.functional.one_hot(x.argmax(), x.numel()).to(x.dtype)
+
+
+def _sort_backward(grad, x):
+    order = torch.argsort(x)
+    return torch.zeros_like(x).scatter(0, order, grad)
+
+
+def _softmax_backward(grad, result):
+    return result * (grad - (grad * result).sum(-1, keepdim=True))
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
+
+
+class _NormedHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x):
+        return self.norm(torch.relu(self.linear(x)) + x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus
+# ---------------------------------------------------------------------------------------------
+
+TRICKY: list[Tricky] = [
+    # --- magnitudes ---------------------------------------------------------------------------
+    Tricky(Spec(
+        name="square_huge", forward=lambda x: x**2, inputs={"x": vector(1e7, 1e8)},
+        backward={"x": lambda grad, x: grad * 2 * x},
+    ), "inputs in [1e7, 1e8], outputs near 1e16"),
+    Tricky(Spec(
+        name="cube_tiny", forward=lambda x: x**3, inputs={"x": vector(1e-3, 1e-2)},
+        backward={"x": lambda grad, x: grad * 3 * x**2},
+    ), "inputs in [1e-3, 1e-2], gradients near 1e-6"),
+    Tricky(Spec(
+        name="product_mixed_magnitudes", forward=lambda x, y: x * y,
+        inputs={"x": vector(1e7, 1e8), "y": vector(1e-3, 1e-2)},
+        backward={"x": lambda grad, y: grad * y, "y": lambda grad, x: grad * x},
+    ), "one input near 1e8, the other near 1e-3"),
+    Tricky(Spec(
+        name="exp_wide_range", forward=lambda x: torch.exp(x), inputs={"x": vector(-40, 40)},
+        backward={"x": lambda grad, result: grad * result},
+    ), "gradients from 1e-18 to 1e17 in one tensor"),
+    Tricky(Spec(
+        name="sum_of_squares_huge", forward=lambda x: (x**2).sum(),
+        inputs={"x": vector(-1e8, 1e8)}, dims={"n": (1, 512)},
+        backward={"x": lambda grad, x: grad * 2 * x},
+    ), "a reduction of values up to 1e16"),
+    # --- kinks and ties -----------------------------------------------------------------------
+    Tricky(Spec(
+        name="abs_kink", forward=lambda x: x.abs(), inputs={"x": vector(kinks=(0.0,))},
+        backward={"x": lambda grad, x: grad * torch.sign(x)},
+    ), "abs: a declared kink at 0"),
+    Tricky(Spec(
+        name="relu_kink", forward=lambda x: torch.relu(x), inputs={"x": vector(kinks=(0.0,))},
+        backward={"x": lambda grad, x: grad * (x > 0).to(x.dtype)},
+    ), "relu: a declared kink at 0, zero gradient on half the domain"),
+    Tricky(Spec(
+        name="clamp_two_kinks", forward=lambda x: x.clamp(-1.0, 2.0),
+        inputs={"x": vector(-3, 3, kinks=(-1.0, 2.0))},
+        backward={"x": lambda grad, x: grad * ((x > -1) & (x < 2)).to(x.dtype)},
+    ), "clamp: two declared kinks"),
+    Tricky(Spec(
+        name="max_unique", forward=lambda x: x.max(), inputs={"x": vector(unique=True)},
+        dims={"n": (1, 100)}, backward={"x": _max_backward},
+    ), "max: ties excluded by unique, up to 100 elements"),
+    Tricky(Spec(
+        name="sort_unique", forward=lambda x: torch.sort(x).values,
+        inputs={"x": vector(unique=True)}, dims={"n": (1, 80)}, backward={"x": _sort_backward},
+    ), "sort: ties excluded by unique"),
+    # --- linear, zero gradient, curvature -------------------------------------------------------
+    Tricky(Spec(
+        name="linear", forward=lambda x, y: 3 * x - 2 * y + 1,
+        inputs={"x": vector(), "y": vector()},
+        backward={"x": lambda grad: 3 * grad, "y": lambda grad: -2 * grad},
+        jvp=lambda x_t, y_t: 3 * x_t - 2 * y_t,
+    ), "linear: the Taylor remainder is rounding only"),
+    Tricky(Spec(
+        name="zero_gradient", forward=lambda x, y: torch.sin(y) + 0 * x,
+        inputs={"x": vector(), "y": vector()},
+        backward={"x": lambda grad: torch.zeros_like(grad), "y": lambda grad, y: grad * y.cos()},
+    ), "the gradient of x is exactly zero"),
+    Tricky(Spec(
+        name="unused_input", forward=lambda x, y: torch.tanh(y),
+        inputs={"x": vector(), "y": vector()},
+    ), "x does not reach the output at all"),
+    Tricky(Spec(
+        name="sin_high_frequency", forward=lambda x: torch.sin(50 * x),
+        inputs={"x": vector(-1, 1)}, backward={"x": lambda grad, x: grad * 50 * torch.cos(50 * x)},
+    ), "large curvature: sin(50 x)"),
+    # --- big float32 reductions -------------------------------------------------------------------
+    Tricky(Spec(
+        name="sum_4096_float32", forward=lambda x: (x**2).sum(), inputs={"x": vector()},
+        dims={"n": (1, 4096)}, backward={"x": lambda grad, x: grad * 2 * x},
+    ), "a sum of up to 4096 squares"),
+    Tricky(Spec(
+        name="variance_4096", forward=lambda x: x.var(), inputs={"x": vector()},
+        dims={"n": (2, 4096)},
+        backward={"x": lambda grad, x, n: grad * 2 * (x - x.mean()) / (n - 1)},
+    ), "variance of up to 4096 values: cancellation in x - mean"),
+    Tricky(Spec(
+        name="matmul_long_inner", forward=lambda A, B: A @ B,
+        inputs={"A": Input((4, "k"), low=-1, high=1), "B": Input(("k", 3), low=-1, high=1)},
+        dims={"k": (1, 1024)},
+        backward={"A": lambda grad, B: grad @ B.mT, "B": lambda grad, A: A.mT @ grad},
+    ), "inner dimension up to 1024: 4096-element inputs"),
+    Tricky(Spec(
+        name="mean_4096_rows", forward=lambda x: x.mean(0),
+        inputs={"x": Input(("n", 4), low=-100, high=100)}, dims={"n": (1, 1024)},
+        backward={"x": lambda grad, x, n: grad.expand_as(x) / n},
+    ), "mean over up to 1024 rows, broadcast gradient"),
+    # --- softmax, logsumexp, saturation -------------------------------------------------------
+    Tricky(Spec(
+        name="softmax_saturated", forward=lambda x: torch.softmax(x, -1),
+        inputs={"x": Input(("m", "n"), low=-100, high=100)}, backward={"x": _softmax_backward},
+    ), "softmax of logits 200 apart: probabilities of 1 and 1e-87"),
+    Tricky(Spec(
+        name="logsumexp_large", forward=lambda x: torch.logsumexp(x, -1),
+        inputs={"x": Input(("m", "n"), low=500, high=1000)},
+        backward={"x": lambda grad, x, result: grad.unsqueeze(-1) * torch.exp(
+            x - result.unsqueeze(-1))},
+    ), "logsumexp of inputs up to 1000: exp overflows, the stable form does not"),
+    Tricky(Spec(
+        name="sigmoid_saturated", forward=lambda x: torch.sigmoid(x),
+        inputs={"x": vector(-30, 30)},
+        backward={"x": lambda grad, result: grad * result * (1 - result)},
+    ), "sigmoid far into saturation: gradients near 1e-13"),
+    Tricky(Spec(
+        name="layer_norm", forward=_layer_norm, inputs={"x": Input(("m", "n"))},
+        dims={"n": (2, 64)}, backward={"x": _layer_norm_backward},
+    ), "layer norm, full backward"),
+    # --- ill-conditioned domains -----------------------------------------------------------------
+    Tricky(Spec(
+        name="reciprocal_near_pole", forward=lambda x: 1 / x, inputs={"x": vector(1e-3, 1.0)},
+        backward={"x": lambda grad, x: -grad / x**2},
+    ), "1/x for x down to 1e-3: gradients up to 1e6"),
+    Tricky(Spec(
+        name="log_near_zero", forward=lambda x: torch.log(x), inputs={"x": vector(1e-3, 1e-2)},
+        backward={"x": lambda grad, x: grad / x},
+    ), "log x for x in [1e-3, 1e-2]"),
+    Tricky(Spec(
+        name="reciprocal_near_pole_exact_bounds", forward=lambda x: 1 / x,
+        inputs={"x": vector(2.0**-10, 1.0)}, backward={"x": lambda grad, x: -grad / x**2},
+    ), "1/x down to 2^-10 (bounds exact in float32)"),
+    Tricky(Spec(
+        name="log_near_zero_exact_bounds", forward=lambda x: torch.log(x),
+        inputs={"x": vector(2.0**-10, 2.0**-7)}, backward={"x": lambda grad, x: grad / x},
+    ), "log x for x in [2^-10, 2^-7] (bounds exact in float32)"),
+    # --- products -----------------------------------------------------------------------------------
+    Tricky(Spec(
+        name="prod", forward=lambda x: x.prod(), inputs={"x": vector(-3, 3)},
+        dims={"n": (1, 8)},
+    ), "product of up to 8 values, zeros included (autograd's special case)"),
+    Tricky(Spec(
+        name="cumprod", forward=lambda x: torch.cumprod(x, 0), inputs={"x": vector(-2, 2)},
+        dims={"n": (1, 8)},
+    ), "cumulative product, zeros included"),
+    # --- custom Functions, modules, higher order ------------------------------------------------
+    Tricky(Spec(
+        name="fn_softmax_with_jvp", forward=lambda x: Softmax.apply(x),
+        inputs={"x": Input(("m", "n"))}, reference=lambda x: torch.softmax(x, -1),
+    ), "a right custom Function with a jvp, against a reference"),
+    Tricky(Spec(
+        name="fn_cube_twice", forward=lambda x: Cube.apply(x), inputs={"x": vector()},
+        reference=lambda x: x**3, twice_differentiable=True,
+    ), "a right custom Function, twice differentiable", no_forward_ad=True),
+    Tricky(Spec(
+        name="fn_logsumexp_large", forward=lambda x: LogSumExp.apply(x),
+        inputs={"x": Input(("m", "n"), low=500, high=1000)},
+    ), "a right custom logsumexp on large inputs", no_forward_ad=True),
+    Tricky(Spec.from_module(
+        _mlp(), name="module_mlp", inputs={"x": Input(("n", 3), requires_grad=False)},
+        forward=lambda model, x: model(x).square().mean(),
+    ), "nn.Sequential(Linear, Tanh, Linear) with a squared loss: parameters as inputs"),
+    Tricky(Spec.from_module(
+        _NormedHead(), name="module_layer_norm_residual",
+        inputs={"x": Input(("n", 4), requires_grad=False, low=-3, high=3)},
+        forward=lambda model, x: model(x),
+    ), "Linear + ReLU + residual + LayerNorm module (relu kinks land inside the module)"),
+    Tricky(Spec(
+        name="jvp_formula", forward=lambda x, y: x * y + torch.sin(x),
+        inputs={"x": vector(), "y": vector()},
+        jvp=lambda x, y, x_t, y_t: x_t * y + x * y_t + torch.cos(x) * x_t,
+        twice_differentiable=True,
+    ), "a right spec-level jvp, twice differentiable"),
+]
+
+assert len({entry.name for entry in TRICKY}) == len(TRICKY), "spec names must be unique"
