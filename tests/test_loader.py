@@ -270,7 +270,9 @@ def test_missing_forward(write):
         [square]
         backward.x = "grad * 2 * x"
         inputs.x = { shape = ["n"] }
-        """) == 'a.toml:2: spec \'square\': has no forward — add forward = "<formula of the inputs>"'
+        """) == (
+        "a.toml:2: spec 'square': has no forward — add forward = \"<formula of the inputs>\""
+    )
 
 
 def test_missing_inputs(write):
