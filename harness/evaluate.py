@@ -7,7 +7,10 @@ which the checks turn into a failure carrying the example.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -21,6 +24,27 @@ Values = dict[str, torch.Tensor]
 
 class Fault(Exception):
     """A spec's callable misbehaved at an example; the message says how and what to do."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise Fault if the block runs longer than ``seconds`` (main thread, Unix only)."""
+    usable = seconds and hasattr(signal, "setitimer")
+    if not usable or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise Fault(f"the example did not finish within {seconds:g} s — make the forward "
+                    f"cheaper, lower the dims' maxima, or raise --harness-timeout")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def prepared(spec: Spec, example: Example, dtype: torch.dtype, device: str) -> Values:

@@ -59,6 +59,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Examples per item, overriding the Hypothesis profile. Default: the profile's "
              f"(dev: {PROFILES['dev']['max_examples']}, ci: {PROFILES['ci']['max_examples']}).",
     )
+    group.addoption(
+        "--harness-timeout", metavar="SECONDS", type=float, default=60.0,
+        dest="harness_timeout",
+        help="Seconds one example may take before it fails as a hang; 0 disables. Default: 60.",
+    )
     parser.addini("harness_specs", "Folders (or files) holding spec files. Default: specs",
                   type="paths", default=None)
 
@@ -90,6 +95,7 @@ class HarnessOptions:
         self.seed = config.getoption("harness_seed")
         if self.seed is None and not settings().derandomize:
             self.seed = workerinput.get("harness_seed", random.getrandbits(32))
+        self.timeout = config.getoption("harness_timeout")
         self.max_examples = config.getoption("harness_max_examples")
         if self.max_examples is not None and self.max_examples < 1:
             raise pytest.UsageError(
@@ -213,7 +219,7 @@ class SpecItem(pytest.Item):
         report = verify(
             self.spec, checks=[self.check], device=self.device,
             dtype=getattr(torch, self.dtype), max_examples=options.max_examples,
-            seed=options.seed,
+            seed=options.seed, timeout=options.timeout or None,
         )
         if self.check in report.skipped:
             raise pytest.skip.Exception(report.skipped[self.check], _use_item_location=True)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from harness.checks import CHECKS, Check
 from harness.context import Context, Discarded, Skipped
 from harness.errors import SpecError
-from harness.evaluate import Fault
+from harness.evaluate import Fault, time_limit
 from harness.examples import Example
 from harness.report import Failure, Report
 from harness.spec import DTYPE_NAMES, Spec
@@ -25,6 +25,7 @@ from harness.suggest import did_you_mean
 DISCARD_LIMIT = 0.5  # a check whose examples are mostly discarded fails with advice
 DISCARD_MINIMUM = 5
 SHRINK_SECONDS = 20.0
+EXAMPLE_TIMEOUT = 60.0
 
 
 class _Found(Exception):
@@ -43,12 +44,15 @@ def verify(
     dtype: torch.dtype = torch.float64,
     max_examples: int | None = None,
     seed: int | None = None,
+    timeout: float | None = EXAMPLE_TIMEOUT,
 ) -> Report:
     """Check ``spec``'s gradients; never raises for a wrong gradient.
 
     Runs every check that applies (or those named) on the spec's explicit
     examples, then on examples drawn by Hypothesis, which shrinks a failure to a
     minimal one. ``seed`` fixes the draw; the report's messages say how to rerun.
+    ``timeout`` bounds the seconds one example may take (a forward that never
+    finishes becomes a failure); None lifts the bound.
 
     >>> import torch
     >>> from harness import Input, Spec
@@ -73,7 +77,7 @@ def verify(
         if reason:
             report.skipped[check.name] = reason
             continue
-        run = _CheckRun(spec, check, device, dtype)
+        run = _CheckRun(spec, check, device, dtype, timeout)
         run.all_examples(max_examples, seed)
         report.failures += run.failures
         report.examples += run.counts["examples"]
@@ -112,6 +116,7 @@ class _CheckRun:
     check: Check
     device: str
     dtype: torch.dtype
+    timeout: float | None = EXAMPLE_TIMEOUT
     failures: list[Failure] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
@@ -131,7 +136,7 @@ class _CheckRun:
             return []
         self.counts["examples"] += 1
         try:
-            with _precise_cuda():
+            with _precise_cuda(), time_limit(self.timeout):
                 failures = self.check.run(Context(self.spec, example, self.device, self.dtype))
         except Discarded as discarded:
             self.counts["discarded"] += 1
