@@ -212,11 +212,14 @@ def memory_guard(what: str, device: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Median forward and backward times of one spec at one size, device and dtype.
+    """Forward and backward times of one spec at one size, device and dtype.
+
+    ``forward_s`` and ``backward_s`` are medians; the minima, where known, tell a
+    ratio that holds from one inflated by a busy machine (noise only adds time).
 
     >>> m = Measurement("cube", "cpu", "float32", {"n": 8}, 8, forward_s=1e-5, backward_s=3e-5)
-    >>> round(m.ratio, 6)
-    3.0
+    >>> round(m.ratio, 6), m.ratio_min
+    (3.0, None)
     """
 
     spec: str
@@ -226,11 +229,20 @@ class Measurement:
     input_elements: int
     forward_s: float
     backward_s: float
+    forward_min_s: float | None = None
+    backward_min_s: float | None = None
 
     @property
     def ratio(self) -> float:
-        """Backward time over forward time (the cheap-gradient principle bounds it by ~3-5)."""
-        return self.backward_s / self.forward_s if self.forward_s > 0 else math.inf
+        """Backward over forward median (the cheap-gradient principle bounds it by ~3-5)."""
+        return _ratio(self.backward_s, self.forward_s)
+
+    @property
+    def ratio_min(self) -> float | None:
+        """Backward over forward minimum, when both are known."""
+        if self.forward_min_s is None or self.backward_min_s is None:
+            return None
+        return _ratio(self.backward_min_s, self.forward_min_s)
 
     def extra_info(self) -> dict[str, Any]:
         """JSON-ready fields for pytest-benchmark's ``benchmark.extra_info``."""
@@ -238,11 +250,18 @@ class Measurement:
             "forward_s": self.forward_s,
             "backward_s": self.backward_s,
             "ratio": self.ratio,
+            "forward_min_s": self.forward_min_s,
+            "backward_min_s": self.backward_min_s,
+            "ratio_min": self.ratio_min,
             "input_elements": self.input_elements,
             "dims": dict(self.dims),
             "device": self.device,
             "dtype": self.dtype,
         }
+
+
+def _ratio(backward_s: float, forward_s: float) -> float:
+    return backward_s / forward_s if forward_s > 0 else math.inf
 
 
 @dataclass
@@ -277,12 +296,17 @@ class BackwardRun:
     def input_elements(self) -> int:
         return sum(value.numel() for value in self.values.values())
 
-    def measurement(self, forward_s: float, backward_s: float) -> Measurement:
-        """These times, labelled with this run's spec, device, dtype and size."""
+    def measurement(
+        self, forward_s: float, backward_s: float,
+        forward_min_s: float | None = None, backward_min_s: float | None = None,
+    ) -> Measurement:
+        """These times (medians, and minima if known), labelled with this run's spec,
+        device, dtype and size."""
         return Measurement(
             spec=str(self.spec.name), device=self.device,
             dtype=str(self.dtype).removeprefix("torch."), dims=dict(self.dims),
             input_elements=self.input_elements, forward_s=forward_s, backward_s=backward_s,
+            forward_min_s=forward_min_s, backward_min_s=backward_min_s,
         )
 
 
@@ -351,20 +375,20 @@ def time_call(
     >>> time_call(lambda: None, min_rounds=3, min_time=0.0) >= 0
     True
     """
-    (median,) = time_calls([fn], min_rounds=min_rounds, min_time=min_time,
-                           max_rounds=max_rounds)
-    return median
+    (times,) = time_calls([fn], min_rounds=min_rounds, min_time=min_time,
+                          max_rounds=max_rounds)
+    return statistics.median(times)
 
 
 def time_calls(
     fns: Sequence[Callable[[], Any]], *, min_rounds: int = 5, min_time: float = 0.1,
     max_rounds: int = 100_000,
-) -> list[float]:
-    """Median seconds of each of ``fns``, called in turn each round, so that a change in
-    the machine's load during the rounds moves all of them alike (their ratio holds).
+) -> list[list[float]]:
+    """Seconds of each call of each of ``fns``, called in turn each round, so that a
+    change in the machine's load during the rounds moves all of them alike.
 
-    >>> len(time_calls([lambda: None, lambda: None], min_rounds=3, min_time=0.0))
-    2
+    >>> [len(t) for t in time_calls([lambda: 1, lambda: 2], min_rounds=3, min_time=0.0)]
+    [3, 3]
     """
     times: list[list[float]] = [[] for _ in fns]
     started = time.perf_counter()
@@ -377,7 +401,7 @@ def time_calls(
             fn()
             spent.append(time.perf_counter() - start)
         rounds += 1
-    return [statistics.median(spent) for spent in times]
+    return times
 
 
 def measure(
@@ -399,16 +423,24 @@ def measure(
     """
     run = prepare(spec, dims, device=device, dtype=dtype, seed=seed)
     with memory_guard(f"timing at {_dims_text(run.dims)}", device):
-        forward_s, backward_s = time_calls([run.forward, run.backward], min_time=min_time)
-    return run.measurement(forward_s, backward_s)
+        forward, backward = time_calls([run.forward, run.backward], min_time=min_time)
+    return run.measurement(statistics.median(forward), statistics.median(backward),
+                           min(forward), min(backward))
 
 
 def over_bound(measurements: Sequence[Measurement], bound: float) -> list[Measurement]:
-    """The measurements whose backward/forward ratio exceeds ``bound``, worst first.
+    """The measurements whose backward/forward ratio exceeds ``bound``, worst first:
+    the ratio of medians, and of minima where known (so that a burst of load on a
+    shared machine, which inflates medians, does not make a spec look over).
 
     >>> fast = Measurement("a", "cpu", "float32", {}, 1, forward_s=1.0, backward_s=2.0)
     >>> slow = Measurement("b", "cpu", "float32", {}, 1, forward_s=1.0, backward_s=9.0)
     >>> [m.spec for m in over_bound([fast, slow], 5.0)]
     ['b']
     """
-    return sorted((m for m in measurements if m.ratio > bound), key=lambda m: -m.ratio)
+    over = [m for m in measurements if m.ratio > bound and _over(m.ratio_min, bound)]
+    return sorted(over, key=lambda m: -m.ratio)
+
+
+def _over(ratio: float | None, bound: float) -> bool:
+    return ratio is None or ratio > bound

@@ -83,7 +83,7 @@ def compare(
         total=expected.numel(),
         abs_diff=float(difference.max()),
         abs_index=_index(difference.argmax(), expected.shape),
-        abs_allowed=float(allowed.reshape(-1)[difference.argmax()].broadcast_to(())),
+        abs_allowed=float(allowed.reshape(-1)[difference.argmax()]),
         rel_diff=float(relative.nan_to_num(nan=0.0, posinf=float("inf")).max()),
         rel_index=_index(relative.nan_to_num(nan=0.0).argmax(), expected.shape),
         rel_allowed=float(

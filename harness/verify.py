@@ -164,7 +164,8 @@ class _CheckRun:
         if max_examples is not None:
             options["max_examples"] = max_examples
         test = settings(**options)(given(examples(self.spec, self.dtype))(prop))
-        test.hypothesis.inner_test._hypothesis_internal_add_digest = self._key()
+        # One database entry per spec, check, device and dtype (not one per `prop`).
+        test._hypothesis_internal_database_key = self._key()
         if seed is None and not settings().derandomize:
             seed = random.getrandbits(32)
         if seed is not None:
