@@ -1,23 +1,49 @@
-"""harness: verify PyTorch gradients against autograd, finite differences and gradcheck."""
+"""harness: verify PyTorch gradients against autograd, finite differences and gradcheck.
 
-from harness.checks import CHECKS
-from harness.errors import GradientMismatch, HarnessError, SpecError
-from harness.loader import load_specs
-from harness.report import Failure, Report
-from harness.spec import Input, Spec
-from harness.verify import verify
+The names below are re-exported lazily (PEP 562), so that importing the pytest
+plugin — and so ``pytest --help`` — does not import torch.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CHECKS",
-    "Failure",
-    "GradientMismatch",
-    "HarnessError",
-    "Input",
-    "Report",
-    "Spec",
-    "SpecError",
-    "load_specs",
-    "verify",
-]
+_EXPORTS = {
+    "CHECKS": "harness.checks",
+    "Failure": "harness.report",
+    "GradientMismatch": "harness.errors",
+    "HarnessError": "harness.errors",
+    "Input": "harness.spec",
+    "Report": "harness.report",
+    "Spec": "harness.spec",
+    "SpecError": "harness.errors",
+    "load_specs": "harness.loader",
+    "verify": "harness.verify",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from harness.checks import CHECKS as CHECKS
+    from harness.errors import GradientMismatch as GradientMismatch
+    from harness.errors import HarnessError as HarnessError
+    from harness.errors import SpecError as SpecError
+    from harness.loader import load_specs as load_specs
+    from harness.report import Failure as Failure
+    from harness.report import Report as Report
+    from harness.spec import Input as Input
+    from harness.spec import Spec as Spec
+    from harness.verify import verify as verify
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

@@ -26,7 +26,7 @@ import torch
 
 from harness.evaluate import forward as checked_forward
 from harness.examples import cotangent
-from harness.spec import MEMORY_BUDGET, Spec
+from harness.spec import MEMORY_BUDGET, Input, Spec
 from harness.strategies import generated_values
 
 DEFAULT_SCALE = 4  # benchmark size of an undeclared dim: this many times its declared max
@@ -34,6 +34,7 @@ ELEMENT_BUDGET = MEMORY_BUDGET  # elements per input, as for verification
 DEFAULT_SEED = 0
 DEVICES = ("cpu", "cuda")
 WARMUP_ROUNDS = 3
+OVERHEAD_FACTOR = 3.0  # a backward under this many empty backwards is mostly fixed cost
 
 
 class BenchmarkSkipped(Exception):
@@ -444,3 +445,31 @@ def over_bound(measurements: Sequence[Measurement], bound: float) -> list[Measur
 
 def _over(ratio: float | None, bound: float) -> bool:
     return ratio is None or ratio > bound
+
+
+def call_overhead(
+    device: str = "cpu", dtype: torch.dtype = torch.float32, *, min_time: float = 0.1
+) -> Measurement:
+    """Forward and backward times of one operation on one element: the fixed cost of a call.
+
+    >>> call_overhead(min_time=0.01).input_elements
+    1
+    """
+    trivial = Spec(forward=lambda x: x * 2, inputs={"x": Input((1,))}, name="call overhead",
+                   path=__name__)
+    return measure(trivial, {}, device=device, dtype=dtype, min_time=min_time)
+
+
+def overhead_bound(m: Measurement, overhead: Measurement, factor: float = OVERHEAD_FACTOR) -> bool:
+    """Whether ``m``'s backward costs under ``factor`` times an empty backward (minima where
+    known), so that its ratio says more about per-call overhead than about the arithmetic.
+
+    >>> empty = Measurement("o", "cpu", "float32", {}, 1, forward_s=5e-6, backward_s=3e-5)
+    >>> small = Measurement("a", "cpu", "float32", {"n": 24}, 24, 9e-6, 6e-5)
+    >>> large = Measurement("b", "cpu", "float32", {"n": 10**6}, 10**6, 1e-3, 6e-3)
+    >>> overhead_bound(small, empty), overhead_bound(large, empty)
+    (True, False)
+    """
+    backward = m.backward_s if m.backward_min_s is None else m.backward_min_s
+    empty = overhead.backward_s if overhead.backward_min_s is None else overhead.backward_min_s
+    return backward < factor * empty

@@ -109,22 +109,28 @@ def _pyplot():
 
 def _chosen(path: str, wanted: Sequence[str]) -> list[tuple[object, str]]:
     """(spec, dim to scale) for each SPEC[:DIM] asked for, or every spec with a dim."""
-    from harness.loader import load_specs
+    from harness.loader import Broken, load_file, spec_files
+    from harness.suggest import did_you_mean
 
-    specs = {spec.name: spec for spec in load_specs(path)}
+    entries = [entry for file in spec_files(path) for entry in load_file(file)]
+    specs = {entry.name: entry for entry in entries}
     if not wanted:
-        return [(spec, scale_dim(spec)) for spec in specs.values() if spec.dims]
+        return [(s, scale_dim(s)) for s in specs.values() if not isinstance(s, Broken) and s.dims]
     chosen = []
     for item in wanted:
         name, _, dim = item.partition(":")
         if name not in specs:
-            from harness.suggest import did_you_mean
-
             raise ValueError(f"no spec {name!r} in {path}{did_you_mean(name, specs)}")
         spec = specs[name]
+        if isinstance(spec, Broken):
+            raise spec.error
         dim = dim or scale_dim(spec)
         if dim is None:
             raise ValueError(f"spec {name!r} has no dim to scale: its inputs have fixed shapes")
+        if dim not in spec.dims:
+            raise ValueError(f"{item!r}: {dim!r} is not a dim of spec {name!r}"
+                             f"{did_you_mean(dim, spec.dims)} — its dims are "
+                             f"{', '.join(spec.dims)}")
         chosen.append((spec, dim))
     return chosen
 
@@ -178,22 +184,28 @@ def _plot(pyplot, sweeps: list[Sweep], args: argparse.Namespace) -> None:
         line, marker = styles.get(device, (":", "^"))
         style = {"color": colours[labels.index(label) % len(colours)], "linestyle": line,
                  "marker": marker, "markersize": 4, "label": f"{label}, {device}"}
-        times.plot(sizes, [m.backward_s for _, m in points], **style)
+        times.plot(sizes, [m.backward_s * 1e3 for _, m in points], **style)
         ratios.plot(sizes, [m.ratio for _, m in points], **style)
     times.set(xscale="log", yscale="log", xlabel="elements in the largest input",
-              ylabel="backward time (s, median)", title="Backward pass time")
+              ylabel="backward time (ms, median)", title="Backward pass time")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    times.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    times.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    times.yaxis.set_minor_formatter(NullFormatter())
     ratios.set_xscale("log")
     ratios.set(xlabel="elements in the largest input", ylabel="backward time / forward time",
                title="Backward/forward ratio")
     ratios.axhline(args.bound, color="tab:red", linestyle=":",
                    label=f"cheap-gradient bound ({args.bound:g}x)")
-    ratios.set_ylim(bottom=0)
+    highest = max((m.ratio for _, _, points in sweeps for _, m in points), default=0.0)
+    ratios.set_ylim(0, max(args.bound, min(highest, 10 * args.bound)) * 1.2)
     for axes in (times, ratios):
         axes.grid(True, which="major", alpha=0.4)
         axes.legend(fontsize="small")
     figure.suptitle(
         f"Backward-pass scaling, {args.dtype}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} CPU threads"
+        f"CPU threads={torch.get_num_threads()}"
         + (f", {torch.cuda.get_device_name()}" if any(d == "cuda" for _, d, _ in sweeps) else "")
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

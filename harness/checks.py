@@ -16,6 +16,7 @@ import torch
 from harness import evaluate, verdict
 from harness.compare import compare
 from harness.context import ELEMENTWISE_ORACLE, LOCALISE_LIMIT, Context, Discarded, Skipped
+from harness.names import CHECK_DESCRIPTIONS, CHECK_NAMES
 from harness.report import Failure, table
 from harness.spec import Spec
 from harness.taylor import taylor_check
@@ -211,24 +212,23 @@ def _needs_twice(spec: Spec) -> str | None:
     return None if spec.twice_differentiable else "the spec is not twice_differentiable"
 
 
+def _check(name: str, run, needs=lambda spec: None, **options) -> Check:
+    return Check(name, run, CHECK_DESCRIPTIONS[name], needs, **options)
+
+
 CHECKS: dict[str, Check] = {
     check.name: check
     for check in (
-        Check("analytic", analytic, "autograd VJP vs the spec's backward formulas",
-              _needs_backward, low_precision=True),
-        Check("reference", reference, "autograd VJP vs the reference's autograd VJP",
-              _needs_reference, low_precision=True),
-        Check("finite_difference", finite_difference,
-              "autograd VJP vs the float64 finite-difference oracle"),
-        Check("gradcheck", gradcheck_check, "torch.autograd.gradcheck on float64 copies",
-              float64_only=True),
-        Check("gradgradcheck", gradgradcheck_check, "torch.autograd.gradgradcheck",
-              _needs_twice, float64_only=True),
-        Check("taylor", taylor_check, "Taylor remainder converges at order 2"),
-        Check("forward_mode", forward_mode_check,
-              "forward-mode AD vs reverse mode (dot-product test) and the spec's jvp"),
-        Check("devices", devices_check, "CPU vs CUDA gradients agree", low_precision=True),
+        _check("analytic", analytic, _needs_backward, low_precision=True),
+        _check("reference", reference, _needs_reference, low_precision=True),
+        _check("finite_difference", finite_difference),
+        _check("gradcheck", gradcheck_check, float64_only=True),
+        _check("gradgradcheck", gradgradcheck_check, _needs_twice, float64_only=True),
+        _check("taylor", taylor_check),
+        _check("forward_mode", forward_mode_check),
+        _check("devices", devices_check, low_precision=True),
     )
 }
+assert tuple(CHECKS) == CHECK_NAMES, "harness.names.CHECK_NAMES must list CHECKS in order"
 
 __all__ = ["CHECKS", "Check", "Discarded", "Skipped"]

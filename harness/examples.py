@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from harness.errors import SpecError
+from harness.errors import SpecError, at_key
 from harness.suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -76,6 +76,11 @@ def checked_examples(examples: object, spec: Spec) -> tuple[Example, ...]:
 
 
 def _checked_example(example: object, index: int, spec: Spec) -> Example:
+    with at_key(f"examples[{index}]"):
+        return _example(example, index, spec)
+
+
+def _example(example: object, index: int, spec: Spec) -> Example:
     where = f"examples[{index}]"
     if not isinstance(example, Mapping):
         raise SpecError(f"{where}={example!r} must be a table of input values")
@@ -99,7 +104,7 @@ def _checked_example(example: object, index: int, spec: Spec) -> Example:
 def _tensor(value: Any, where: str) -> torch.Tensor:
     try:
         tensor = torch.as_tensor(value, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError) as error:
+    except (TypeError, ValueError, RuntimeError, OverflowError) as error:
         raise SpecError(
             f"{where}={value!r} is not a number or a rectangular nested list of "
             f"numbers ({error})"

@@ -106,7 +106,7 @@ def _load_toml(path: Path, shown: str) -> list[Spec | Broken]:
 
 def _load_toml_chunks(text: str, path: Path, shown: str) -> list[Spec | Broken]:
     """A file with a syntax error: parse each spec's lines alone so the rest survive."""
-    lines = text.splitlines(keepends=True)
+    lines = [line + "\n" for line in _toml_lines(text)]
     starts = _spec_lines(text)
     if not starts:
         return [_toml_syntax_broken(path.stem, text, 0, shown)]
@@ -144,7 +144,7 @@ def _spec_lines(text: str) -> dict[str, int]:
     """The line where each top-level table starts: its first header or dotted key."""
     starts: dict[str, int] = {}
     in_table = False
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_toml_lines(text), start=1):
         header = _HEADER.match(line)
         if header:
             in_table = True
@@ -154,34 +154,54 @@ def _spec_lines(text: str) -> dict[str, int]:
     return starts
 
 
+def _toml_lines(text: str) -> list[str]:
+    """Lines as TOML counts them: only \n ends a line (str.splitlines knows more)."""
+    return text.split("\n")
+
+
 def _build(name: str, table, text: str, starts: dict[str, int], shown: str) -> Spec | Broken:
     line = starts.get(name, 1)
     try:
         return spec_from_table(name, table, shown, line)
     except SpecError as error:
-        key_line = _key_line(text, line, error.key)
-        return Broken(name, SpecError(error.message, path=shown, line=key_line, spec=name))
+        end = min((s for s in starts.values() if s > line), default=None)
+        own_lines = _toml_lines(text)[line - 1 : end - 1 if end else None]
+        offset = _key_line(own_lines, name, error.key)
+        return Broken(name, SpecError(error.message, path=shown, line=line + offset,
+                                      spec=name))
 
 
-def _key_line(text: str, start: int, key: str) -> int:
-    """The line of ``key`` (dotted, e.g. "backward.W") at or after the spec's first line."""
+def _key_line(lines: list[str], name: str, key: str) -> int:
+    """The offset of ``key`` ("backward.W", "examples[1]") in the spec's own lines."""
+    example = re.fullmatch(r"examples\[(\d+)\]", key)
+    if example:
+        header = re.compile(r"^\s*\[\[\s*" + _quoted(name) + r"\s*\.\s*examples\s*\]\]")
+        found = [i for i, line in enumerate(lines) if header.match(line)]
+        index = int(example.group(1))
+        if index < len(found):
+            return found[index]
+        key = "examples"
     if not key:
-        return start
-    parts = [re.escape(part) for part in key.split(".")]
+        return 0
+    parts = [_quoted(part) for part in key.split(".")]
     patterns = [
         r"^\s*" + r"\s*\.\s*".join(parts) + r"\s*=",
-        r"^\s*\[[^\]]*\." + r"\.".join(parts) + r"\s*\]",
-        r"^\s*\[[^\]]*\." + parts[0] + r"\s*\]",
-        r"^\s*" + parts[0] + r"\b",
+        r"^\s*\[[^\]]*\." + r"\s*\.\s*".join(parts) + r"\s*\]",
+        r"^\s*\[[^\]]*\.\s*" + parts[0] + r"\s*\]",
+        r"^\s*" + parts[0] + r"\s*[.=]",
+        r"\b" + parts[-1] + r"\s*=",
     ]
-    lines = text.splitlines()
     for pattern in patterns:
-        for number in range(start, len(lines) + 1):
-            if number > start and _HEADER.match(lines[number - 1]) and pattern == patterns[-1]:
-                break
-            if re.search(pattern, lines[number - 1]):
-                return number
-    return start
+        for offset, line in enumerate(lines):
+            if re.search(pattern, line):
+                return offset
+    return 0
+
+
+def _quoted(part: str) -> str:
+    """A key part as TOML may write it: bare, or in single or double quotes."""
+    escaped = re.escape(part)
+    return rf"""(?:{escaped}|"{escaped}"|'{escaped}')"""
 
 
 def _file_broken(path: Path, shown: str, line: int | None, what: str) -> Broken:
@@ -202,7 +222,7 @@ def _load_python(path: Path, shown: str) -> list[Spec | Broken]:
         return [Broken(error.spec or path.stem,
                        SpecError(error.message, path=shown, line=line,
                                  spec=error.spec or path.stem))]
-    except Exception as error:  # a spec module is user code: any failure is its own item
+    except (Exception, SystemExit) as error:  # a spec module is user code: its own item
         sys.modules.pop(module_name, None)
         return [_file_broken(path, shown, _failing_line(error, path),
                              f"failed to import: {type(error).__name__}: {error} — fix the "

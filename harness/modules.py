@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from harness.calls import KeywordCall
 from harness.errors import SpecError
 from harness.spec import Input
 
@@ -34,6 +35,8 @@ def module_spec_parts(
             tuple(parameter.shape), low=low, high=high, requires_grad=parameter.requires_grad
         )
     data_names = tuple(data_inputs)
+    if forward is not None:  # validated like any forward: model, then data by name
+        KeywordCall(forward, "forward", {"model": "module", **dict.fromkeys(data_names, "input")})
 
     def run(**values: torch.Tensor) -> torch.Tensor:
         params = {name: values[name] for name in parameters}

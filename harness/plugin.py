@@ -11,10 +11,16 @@ import random
 from pathlib import Path
 
 import pytest
-from _pytest._code.code import ReprFileLocation, TerminalRepr
+from _pytest._code.code import (
+    ExceptionChainRepr,
+    ReprEntryNative,
+    ReprFileLocation,
+    ReprTraceback,
+)
 from hypothesis import settings
 
 from harness.errors import GradientMismatch, SpecError
+from harness.names import CHECK_DESCRIPTIONS, CHECK_NAMES, DTYPE_NAMES
 
 DEFAULTS = {
     "devices": "cpu,cuda",
@@ -74,11 +80,10 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.load_profile("ci" if in_ci else "dev")
     options = HarnessOptions(config)
     config.stash[OPTIONS] = options
-    from harness.checks import CHECKS
-
-    for name, check in CHECKS.items():
-        config.addinivalue_line("markers", f"{name}: harness items of the {name} check "
-                                           f"({check.description})")
+    for name, description in CHECK_DESCRIPTIONS.items():
+        config.addinivalue_line(
+            "markers", f"{name}: harness items of the {name} check ({description})"
+        )
 
 
 class HarnessOptions:
@@ -86,11 +91,9 @@ class HarnessOptions:
 
     def __init__(self, config: pytest.Config):
         self.devices = _listed(config, "devices", DEVICES)
-        self.dtypes = _listed(config, "dtypes", ("float64", "float32", "float16", "bfloat16"))
-        from harness.checks import CHECKS
-
+        self.dtypes = _listed(config, "dtypes", DTYPE_NAMES)
         checks = _value(config, "checks")
-        self.checks = tuple(CHECKS) if checks == "all" else _listed(config, "checks", CHECKS)
+        self.checks = CHECK_NAMES if checks == "all" else _listed(config, "checks", CHECK_NAMES)
         workerinput = getattr(config, "workerinput", {})
         self.seed = config.getoption("harness_seed")
         if self.seed is None and not settings().derandomize:
@@ -110,7 +113,8 @@ class HarnessOptions:
 
 
 def _value(config: pytest.Config, name: str) -> str:
-    return config.getoption(f"harness_{name}") or config.getini(f"harness_{name}")
+    value = config.getoption(f"harness_{name}")
+    return config.getini(f"harness_{name}") if value is None else value
 
 
 def _listed(config: pytest.Config, name: str, allowed) -> tuple[str, ...]:
@@ -237,7 +241,7 @@ class SpecItem(pytest.Item):
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (GradientMismatch, SpecError)):
-            return MessageRepr(str(excinfo.value), self.spec.path, self.spec.line)
+            return message_repr(str(excinfo.value), self.spec.path, self.spec.line)
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
@@ -256,20 +260,20 @@ class BrokenSpecItem(pytest.Item):
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, SpecError):
-            return MessageRepr(str(excinfo.value), self.error.path, self.error.line)
+            return message_repr(str(excinfo.value), self.error.path, self.error.line)
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
         return self.path, (self.error.line or 1) - 1, f"{self.name} (invalid spec)"
 
 
-class MessageRepr(TerminalRepr):
-    """A failure shown as its message alone; the first line is the crash message."""
+def message_repr(text: str, path: str | None, line: int | None) -> ExceptionChainRepr:
+    """A failure shown as its message alone; the first line is the crash message.
 
-    def __init__(self, text: str, path: str | None, line: int | None):
-        self.text = text
-        self.reprcrash = ReprFileLocation(str(path), line or 0, text.splitlines()[0])
-
-    def toterminal(self, tw) -> None:
-        for line in self.text.splitlines():
-            tw.line(line)
+    Built from pytest's own repr classes so that pytest-xdist and --junitxml carry
+    the first line as the failure's message.
+    """
+    lines = text.splitlines() or [""]
+    crash = ReprFileLocation(str(path), line or 0, lines[0])
+    traceback = ReprTraceback([ReprEntryNative([f"{line}\n" for line in lines])], None, "native")
+    return ExceptionChainRepr([(traceback, crash, None)])

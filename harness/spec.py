@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,12 +11,13 @@ from typing import Any
 
 from harness.calls import KeywordCall
 from harness.errors import SpecError, at_key
+from harness.names import DTYPE_NAMES
 from harness.suggest import did_you_mean
 
 DEFAULT_DIM_RANGE = (1, 6)
 MEMORY_BUDGET = 10**6  # elements per input at the largest declared dims
-DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
 DEFAULT_DTYPES = ("float64", "float32")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 RESERVED_NAMES = frozenset({"grad", "result", "torch"})
 EXAMPLE_KEYS = frozenset({"expected", "rtol", "atol", "grad"})
 
@@ -150,6 +152,7 @@ class Spec:
             path, line = _caller_location()
         self.path, self.line, self.name = path, line, name
         try:
+            _check_name(name)
             self._build(
                 forward, inputs, backward, jvp, reference, dims, checks, dtypes,
                 tolerances, twice_differentiable, examples, doc, benchmark, nondet_tol,
@@ -244,10 +247,25 @@ class Spec:
 
         if "path" not in spec_options:
             spec_options["path"], spec_options["line"] = _caller_location()
-        all_inputs, call = module_spec_parts(
-            module, inputs, forward, parameter_low, parameter_high
-        )
+        try:
+            all_inputs, call = module_spec_parts(
+                module, inputs, forward, parameter_low, parameter_high
+            )
+        except SpecError as error:
+            raise error.located(path=spec_options["path"], line=spec_options.get("line"),
+                                spec=spec_options.get("name")) from None
         return cls(forward=call, inputs=all_inputs, **spec_options)
+
+
+def _check_name(name: object) -> None:
+    if name is None:
+        return
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SpecError(
+            f"name={name!r} cannot be part of a pytest node id — use letters, digits, "
+            f"'_', '-' and '.', e.g. 'softmax_rows'",
+            key="name",
+        )
 
 
 def _caller_location() -> tuple[str | None, int | None]:
@@ -450,8 +468,10 @@ def _check_memory(inputs: Mapping[str, Input], dims) -> None:
     for name, value in inputs.items():
         elements = math.prod(value.resolve(largest))
         if elements > MEMORY_BUDGET:
+            sizes = ", ".join(f"{d}={largest[d]}" for d in value.dim_names)
+            where = f"at the largest dims ({sizes})" if sizes else f"(shape {list(value.shape)})"
+            fix = "lower the dims' maxima" if sizes else "use a smaller shape"
             raise SpecError(
-                f"input {name!r} can reach {elements:,} elements at the largest dims "
-                f"({', '.join(f'{d}={largest[d]}' for d in value.dim_names)}), over the "
-                f"budget of {MEMORY_BUDGET:,} per input — lower the dims' maxima"
+                f"input {name!r} can reach {elements:,} elements {where}, over the "
+                f"budget of {MEMORY_BUDGET:,} per input — {fix}"
             )

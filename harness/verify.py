@@ -17,8 +17,9 @@ from harness.context import Context, Discarded, Skipped
 from harness.errors import SpecError
 from harness.evaluate import Fault, time_limit
 from harness.examples import Example
+from harness.names import DTYPE_NAMES
 from harness.report import Failure, Report
-from harness.spec import DTYPE_NAMES, Spec
+from harness.spec import Spec
 from harness.strategies import examples
 from harness.suggest import did_you_mean
 
