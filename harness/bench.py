@@ -59,15 +59,6 @@ def device_skip_reason(device: str) -> str | None:
     return None
 
 
-def available_devices(candidates: Sequence[str] = DEVICES) -> list[str]:
-    """The ``candidates`` that can run here, in order.
-
-    >>> available_devices(["cpu"])
-    ['cpu']
-    """
-    return [device for device in candidates if device_skip_reason(device) is None]
-
-
 def benchmark_dtype(spec: Spec) -> torch.dtype:
     """float32 when the spec is checked in it (the dtype models train in), else its first dtype.
 
@@ -123,49 +114,6 @@ def _dim_to_halve(spec, dims, fixed, floors, budget) -> str | None:
         if free:
             return max(free, key=dims.__getitem__)
     return None
-
-
-def scale_dim(spec: Spec) -> str | None:
-    """The dim to scale in a sweep: the one the most inputs use (the first on a tie).
-
-    >>> from harness.spec import Input
-    >>> spec = Spec(forward=lambda x, w: x @ w, inputs={"x": Input(("n", "d")),
-    ...             "w": Input(("d", 1))})
-    >>> scale_dim(spec)
-    'd'
-    """
-    uses = {name: sum(name in v.dim_names for v in spec.inputs.values()) for name in spec.dims}
-    return max(uses, key=uses.__getitem__) if uses else None
-
-
-def scaled_dims(
-    spec: Spec, dim: str, elements: int, base: Mapping[str, int] | None = None
-) -> dict[str, int] | None:
-    """``base`` dims (default: ``benchmark_dims``) with ``dim`` as large as it can be
-    while the largest input holds at most ``elements``; None when even size 1 is over.
-
-    >>> from harness.spec import Input
-    >>> spec = Spec(forward=lambda x: x.sum(), inputs={"x": Input(("n", 4))})
-    >>> scaled_dims(spec, "n", 2**10)
-    {'n': 256}
-    >>> scaled_dims(spec, "n", 2) is None
-    True
-    """
-    if dim not in spec.dims:
-        raise ValueError(f"dim={dim!r} is not a dim of spec {spec.name!r}: "
-                         f"its dims are {', '.join(spec.dims) or 'none'}")
-    dims = dict(benchmark_dims(spec) if base is None else base)
-
-    def largest(size: int) -> int:
-        return max(input_elements(spec, {**dims, dim: size}).values())
-
-    if largest(1) > elements:
-        return None
-    low, high = 1, max(1, elements)
-    while low < high:  # the largest size whose largest input fits
-        middle = (low + high + 1) // 2
-        low, high = (middle, high) if largest(middle) <= elements else (low, middle - 1)
-    return {**dims, dim: low}
 
 
 def synchronize(device: str) -> None:
@@ -365,28 +313,13 @@ def _dims_text(dims: Mapping[str, int]) -> str:
     return ", ".join(f"{name}={size}" for name, size in dims.items()) or "its shapes"
 
 
-def time_call(
-    fn: Callable[[], Any], *, min_rounds: int = 5, min_time: float = 0.1,
-    max_rounds: int = 100_000,
-) -> float:
-    """Median seconds of ``fn()`` over at least ``min_rounds`` calls and ``min_time`` seconds.
-
-    ``fn`` must synchronise its device itself (``BackwardRun`` methods do).
-
-    >>> time_call(lambda: None, min_rounds=3, min_time=0.0) >= 0
-    True
-    """
-    (times,) = time_calls([fn], min_rounds=min_rounds, min_time=min_time,
-                          max_rounds=max_rounds)
-    return statistics.median(times)
-
-
 def time_calls(
     fns: Sequence[Callable[[], Any]], *, min_rounds: int = 5, min_time: float = 0.1,
     max_rounds: int = 100_000,
 ) -> list[list[float]]:
-    """Seconds of each call of each of ``fns``, called in turn each round, so that a
-    change in the machine's load during the rounds moves all of them alike.
+    """Seconds of each call of each of ``fns``, called in turn each round (so that a
+    change in the machine's load moves all alike), for at least ``min_rounds`` rounds and
+    ``min_time`` seconds. Each ``fn`` synchronises its device (``BackwardRun``'s do).
 
     >>> [len(t) for t in time_calls([lambda: 1, lambda: 2], min_rounds=3, min_time=0.0)]
     [3, 3]
@@ -455,7 +388,7 @@ def call_overhead(
     >>> call_overhead(min_time=0.01).input_elements
     1
     """
-    trivial = Spec(forward=lambda x: x * 2, inputs={"x": Input((1,))}, name="call overhead",
+    trivial = Spec(forward=lambda x: x * 2, inputs={"x": Input((1,))}, name="call_overhead",
                    path=__name__)
     return measure(trivial, {}, device=device, dtype=dtype, min_time=min_time)
 

@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.bench import (
     DEVICES,
     BenchmarkSkipped,
     Measurement,
+    benchmark_dims,
     device_skip_reason,
     input_elements,
     measure,
-    scale_dim,
-    scaled_dims,
 )
 from harness.errors import HarnessError
+from harness.evaluate import Fault
+from harness.spec import Spec
 
 RATIO_BOUND = 5.0
 MISSING_MATPLOTLIB = (
@@ -38,11 +39,14 @@ Sweep = tuple[str, str, list[tuple[int, Measurement]]]  # (label, device, [(size
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Sweep sizes for the chosen specs and write the scaling figure; 0 on success.
+    """Sweep sizes for the chosen specs and write the scaling figure; 0 on success,
+    2 (with the reason on stderr) for a spec, dim or device it cannot sweep.
 
-    >>> main(["--help"])  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    SystemExit: 0
+    >>> main(["linear_mse:N", "--devices", "cpu", "--max-exp", "12"])  # doctest: +SKIP
+    linear_mse cpu N=4, D=64:      256 elements  forward      49.4 µs  backward     118.2 µs ...
+    ...
+    wrote scaling.png
+    0
     """
     args = _parser().parse_args(argv)
     try:
@@ -51,13 +55,14 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+        chosen, devices = _chosen(args.path, args.specs), _devices(args.devices)
         sweeps = [
             sweep
-            for spec, dim in _chosen(args.path, args.specs)
-            for device in _devices(args.devices)
+            for spec, dim in chosen
+            for device in devices
             if (sweep := _sweep(spec, dim, device, args)) is not None
         ]
-    except (HarnessError, ValueError, ImportError) as error:
+    except (HarnessError, Fault, ValueError, ImportError) as error:
         print(f"bench-plot: error: {error}", file=sys.stderr)
         return 2
     if not any(points for _, _, points in sweeps):
@@ -66,6 +71,49 @@ def main(argv: list[str] | None = None) -> int:
     _plot(pyplot, sweeps, args)
     print(f"wrote {args.out}")
     return 0
+
+
+def scale_dim(spec: Spec) -> str | None:
+    """The dim to scale in a sweep: the one the most inputs use (the first on a tie).
+
+    >>> from harness.spec import Input, Spec
+    >>> spec = Spec(forward=lambda x, w: x @ w, inputs={"x": Input(("n", "d")),
+    ...             "w": Input(("d", 1))})
+    >>> scale_dim(spec)
+    'd'
+    """
+    uses = {name: sum(name in v.dim_names for v in spec.inputs.values()) for name in spec.dims}
+    return max(uses, key=uses.__getitem__) if uses else None
+
+
+def scaled_dims(
+    spec: Spec, dim: str, elements: int, base: Mapping[str, int] | None = None
+) -> dict[str, int] | None:
+    """``base`` dims (default: ``benchmark_dims``) with ``dim`` as large as it can be
+    while the largest input holds at most ``elements``; None when even size 1 is over.
+
+    >>> from harness.spec import Input, Spec
+    >>> spec = Spec(forward=lambda x: x.sum(), inputs={"x": Input(("n", 4))})
+    >>> scaled_dims(spec, "n", 2**10)
+    {'n': 256}
+    >>> scaled_dims(spec, "n", 2) is None
+    True
+    """
+    if dim not in spec.dims:
+        raise ValueError(f"dim={dim!r} is not a dim of spec {spec.name!r}: "
+                         f"its dims are {', '.join(spec.dims) or 'none'}")
+    dims = dict(benchmark_dims(spec) if base is None else base)
+
+    def largest(size: int) -> int:
+        return max(input_elements(spec, {**dims, dim: size}).values())
+
+    if largest(1) > elements:
+        return None
+    low, high = 1, max(1, elements)
+    while low < high:  # the largest size whose largest input fits
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if largest(middle) <= elements else (low, middle - 1)
+    return {**dims, dim: low}
 
 
 def _parser() -> argparse.ArgumentParser:

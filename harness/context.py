@@ -36,6 +36,8 @@ class Context:
         self.result = evaluate.forward(spec, self.values, self.dims)
         self.cotangent = cotangent(self.result.shape, example.cotangent_seed, dtype, device)
         self.rtol, self.atol = tolerances(spec, dtype)
+        # Below the smallest normal number a dtype keeps no relative precision.
+        self.floor = 64 * torch.finfo(dtype).tiny
 
     @cached_property
     def autograd(self) -> dict[str, torch.Tensor]:
@@ -144,7 +146,7 @@ class Context:
     def compare(
         self, actual: torch.Tensor, expected: torch.Tensor, name: str, error=0.0
     ) -> Mismatch | None:
-        slack = self.sensitivity[name] + 3 * torch.as_tensor(error).cpu()
+        slack = self.sensitivity[name] + 3 * torch.as_tensor(error).cpu() + self.floor
         return compare(actual, expected, rtol=self.rtol, atol=self.atol, slack=slack)
 
     def failure(self, summary: str, verdict: str = "", details=(), name=None) -> Failure:

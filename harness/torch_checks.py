@@ -71,7 +71,8 @@ def forward_mode_check(ctx: Context) -> list[Failure]:
     lhs, rhs = forward_side.sum(), sum(t.sum() for t in reverse_side.values())
     magnitude = forward_side.abs().sum() + sum(t.abs().sum() for t in reverse_side.values())
     noise = sum((ctx.sensitivity[n] * tangents[n].abs().double().cpu()).sum() for n in names)
-    allowed = ctx.rtol * magnitude.cpu() + ctx.atol * magnitude.cpu() / max(v.numel(), 1) + noise
+    allowed = ctx.rtol * magnitude.cpu() + ctx.atol * magnitude.cpu() / max(v.numel(), 1)
+    allowed = allowed + noise + ctx.floor * (v.numel() + len(names))
     failures = []
     if not abs(float(lhs - rhs)) <= float(allowed):
         failures.append(_dot_product_failure(ctx, tangents, float(lhs), float(rhs),
