@@ -8,11 +8,13 @@ backward/forward ratio exceeds ``--harness-ratio-bound`` are listed as a warning
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 RATIO_BOUND = 5.0  # Griewank & Walther: reverse mode costs about 3-5 times the function
-OVERHEAD_BOUND_S = 50e-6  # a forward faster than this measures per-call overhead, not math
 TIMING = pytest.StashKey[bool]()
+BOUND = pytest.StashKey[float]()
 MEASUREMENTS = pytest.StashKey[list]()
 
 
@@ -37,6 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
     asked = config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)
     config.stash[TIMING] = bool(asked)
     config.stash[MEASUREMENTS] = []
+    config.stash[BOUND] = ratio_bound(config)
     session = config.pluginmanager.get_plugin("pytest-benchmark")
     if not asked and hasattr(session, "xdist_warning"):
         session.xdist_warning = False  # untimed on purpose: "disabled under xdist" is noise
@@ -81,37 +84,51 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config):
 
 
 def _summarise_ratios(terminalreporter, config: pytest.Config) -> None:
-    """A ratio measured on a forward shorter than ``OVERHEAD_BOUND_S`` reflects the fixed
-    cost of a call into autograd, not the arithmetic: those specs share one line."""
-    from harness.bench import over_bound
+    """A spec is listed when its ratio of medians and its ratio of minima both exceed the
+    bound. Specs whose backward costs under ``OVERHEAD_FACTOR`` times an empty backward
+    share one line: there the fixed cost of a call, not the arithmetic, sets the ratio."""
+    from harness.bench import (
+        OVERHEAD_FACTOR,
+        BenchmarkSkipped,
+        call_overhead,
+        over_bound,
+        overhead_bound,
+    )
 
     measured = config.stash.get(MEASUREMENTS, [])
     if not measured:
         return
-    bound = ratio_bound(config)
+    bound = config.stash[BOUND]
     over = over_bound(measured, bound)
     title = f"cheap-gradient bound {bound:g}: {len(over)} of {len(measured)} backward/forward"
     if not over:
         terminalreporter.write_sep("-", f"{title} ratios above it", green=True)
         return
     terminalreporter.write_sep("=", f"{title} ratios above it (warning)", yellow=True)
-    overhead = [m for m in over if m.forward_s < OVERHEAD_BOUND_S]
+    empty = {}
+    for device in sorted({m.device for m in over}):
+        with contextlib.suppress(BenchmarkSkipped):  # no baseline: a line per spec
+            empty[device] = call_overhead(device)
+    overhead = [m for m in over if m.device in empty and overhead_bound(m, empty[m.device])]
     for m in over:
         if m not in overhead:
             terminalreporter.line(_warning_line(m, bound), yellow=True)
     if overhead:
         names = ", ".join(f"{m.spec} [{m.device}] {m.ratio:.1f}" for m in overhead)
+        fixed = ", ".join(f"{_time(e.backward_min_s)} on {d}" for d, e in empty.items())
         terminalreporter.line(
-            f"WARNING overhead-bound (forward under {OVERHEAD_BOUND_S * 1e6:.0f} µs, so the "
-            f"fixed cost of a call into autograd, not the arithmetic, sets the ratio; give "
-            f"these specs larger `benchmark` sizes): {names}", yellow=True)
+            f"WARNING overhead-bound (backward under {OVERHEAD_FACTOR:g}x that of one "
+            f"operation on one element, {fixed}: the fixed cost of a call, not the "
+            f"arithmetic, sets the ratio; give these specs larger `benchmark` sizes): {names}",
+            yellow=True)
 
 
 def _warning_line(m, bound: float) -> str:
     dims = ", ".join(f"{name}={size}" for name, size in m.dims.items()) or "scalar inputs"
+    minima = "" if m.ratio_min is None else f", of minima {m.ratio_min:.1f}"
     return (
-        f"WARNING {m.spec} [{m.device}, {m.dtype}]: backward/forward = {m.ratio:.1f} > "
-        f"{bound:g} (backward {_time(m.backward_s)}, forward {_time(m.forward_s)}; "
+        f"WARNING {m.spec} [{m.device}, {m.dtype}]: backward/forward = {m.ratio:.1f}{minima} "
+        f"> {bound:g} (median backward {_time(m.backward_s)}, forward {_time(m.forward_s)}; "
         f"{dims}; {m.input_elements:,} input elements)"
     )
 

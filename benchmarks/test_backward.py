@@ -9,12 +9,20 @@ input size; each spec is its own group. Timed only under ``--benchmark-only`` (o
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from harness.bench import DEVICES, BenchmarkSkipped, device_skip_reason, prepare, time_call
+from harness.bench import (
+    DEVICES,
+    WARMUP_ROUNDS,
+    BenchmarkSkipped,
+    device_skip_reason,
+    prepare,
+    time_calls,
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -61,8 +69,8 @@ def test_backward(spec, device, benchmark, measurements, request) -> None:
     reason = device_skip_reason(device)
     if reason:
         pytest.skip(reason)
-    try:
-        run = prepare(spec, device=device)
+    try:  # untimed (plain pytest), warming up would only cost time
+        run = prepare(spec, device=device, warmup=WARMUP_ROUNDS if benchmark.enabled else 0)
     except BenchmarkSkipped as skipped:
         pytest.skip(skipped.reason)
     benchmark.group = spec.name
@@ -72,11 +80,13 @@ def test_backward(spec, device, benchmark, measurements, request) -> None:
         benchmark(run.backward)
         return
     config = request.config
-    forward_s = time_call(
-        run.forward, min_rounds=config.getoption("benchmark_min_rounds"),
+    (forward,) = time_calls(
+        [run.forward], min_rounds=config.getoption("benchmark_min_rounds"),
         min_time=float(config.getoption("benchmark_max_time")) / 2,
     )
     benchmark(run.backward)
-    measurement = run.measurement(forward_s, benchmark.stats.stats.median)
+    backward = benchmark.stats.stats
+    measurement = run.measurement(statistics.median(forward), backward.median,
+                                  min(forward), backward.min)
     benchmark.extra_info.update(measurement.extra_info())
     measurements.append(measurement)

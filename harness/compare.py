@@ -3,7 +3,8 @@
 The allowance for each element is ``atol * scale + rtol * |expected| + slack``:
 ``rtol``/``atol`` are torch.testing.assert_close's defaults for the dtype (or the
 spec's override), ``scale`` is the largest expected magnitude (so elements that
-come out small by cancellation are judged at the tensor's scale), and ``slack``
+come out small by cancellation are judged at the tensor's scale; at least 1 below
+float64), and ``slack``
 carries what the caller knows of the noise: a finite-difference error bound and
 how far the gradient moves when the inputs move by one rounding error.
 """
@@ -59,8 +60,14 @@ def compare(
     rtol: float,
     atol: float,
     slack: torch.Tensor | float = 0.0,
+    absolute: bool = False,
 ) -> Mismatch | None:
     """None when every element of ``actual`` is within its allowance of ``expected``.
+
+    ``absolute`` keeps ``atol`` absolute for gradients smaller than 1, as
+    assert_close does: right for low precision, where a small gradient is often
+    the difference of terms of order one (``s * (1 - s)`` for a saturated ``s``).
+    In float64 ``atol`` is relative to the gradient's scale, whatever it is.
 
     >>> import torch
     >>> compare(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]), rtol=1e-7, atol=1e-7)
@@ -71,6 +78,8 @@ def compare(
     expected = expected.detach().to(torch.float64).cpu()
     slack = torch.as_tensor(slack, dtype=torch.float64).cpu()
     scale = expected.abs().max() if expected.numel() else expected.new_zeros(())
+    if absolute:
+        scale = scale.clamp(min=1.0)
     allowed = atol * scale + rtol * expected.abs() + slack
     difference = (actual - expected).abs()
     bad = ~(difference <= allowed)  # NaN differences count as mismatched

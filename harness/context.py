@@ -36,8 +36,9 @@ class Context:
         self.result = evaluate.forward(spec, self.values, self.dims)
         self.cotangent = cotangent(self.result.shape, example.cotangent_seed, dtype, device)
         self.rtol, self.atol = tolerances(spec, dtype)
-        # Below the smallest normal number a dtype keeps no relative precision.
-        self.floor = 64 * torch.finfo(dtype).tiny
+        # Values within a rounding error of the smallest normal number (underflow)
+        # carry no relative precision: differences below this are not evidence.
+        self.floor = torch.finfo(dtype).tiny / torch.finfo(dtype).eps
 
     @cached_property
     def autograd(self) -> dict[str, torch.Tensor]:
@@ -113,41 +114,56 @@ class Context:
 
     @cached_property
     def sensitivity(self) -> dict[str, torch.Tensor]:
-        """How far the float64 gradient moves when the inputs move by one ulp of the dtype.
+        """How far the gradient moves when every input moves by one ulp of the dtype.
 
-        Rounding inside a ``dtype`` computation acts like such a move (backward
-        stability), so this is the noise a correct low-precision gradient carries.
-        Zero in float64, where the comparison is against float64 sources anyway.
+        Rounding inside a low-precision computation acts like such a move
+        (backward stability) — or worse, where an intermediate cancels (1 - s for
+        a saturated sigmoid s). So this takes the larger spread of the float64
+        gradient (the mathematics) and of the gradient computed in the dtype (its
+        rounding, as it changes from one neighbouring input to the next). Zero in
+        float64, where every source is computed in float64 anyway.
         """
+        names = self.spec.differentiable
         if self.dtype == torch.float64:
-            return {name: torch.zeros(()) for name in self.spec.differentiable}
-        eps = torch.finfo(self.dtype).eps
-        base = self._gradient64(self.point64)
+            return {name: torch.zeros(()) for name in names}
         generator = torch.Generator().manual_seed(self.example.cotangent_seed + 2)
-        spread = {name: torch.zeros_like(g) for name, g in base.items()}
-        for _ in range(2):
-            moved = {
-                name: value * (1 + eps * (2 * torch.rand(
-                    value.shape, generator=generator, dtype=torch.float64) - 1).to(value.device))
-                for name, value in self.point64.items()
-            }
-            for name, grad in self._gradient64(moved).items():
-                spread[name] = torch.maximum(spread[name], (grad - base[name]).abs())
-        return {name: SENSITIVITY_FACTOR * value.cpu() for name, value in spread.items()}
+        spread = {name: torch.zeros(self.values[name].shape) for name in names}
+        for dtype in (torch.float64, self.dtype):
+            base = self._gradient(self._rounded(dtype), dtype)
+            for _ in range(2):
+                moved = self._gradient(self._next_to(dtype, generator), dtype)
+                for name in names:
+                    change = (moved[name] - base[name]).abs().double().cpu()
+                    spread[name] = torch.maximum(spread[name], change)
+        return {name: SENSITIVITY_FACTOR * value for name, value in spread.items()}
 
-    def _gradient64(self, point: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _rounded(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        return {name: value.detach().to(dtype) for name, value in self.values.items()}
+
+    def _next_to(self, dtype: torch.dtype, generator) -> dict[str, torch.Tensor]:
+        """Every element moved to a neighbouring float of the item's dtype, up or down."""
+        moved = {}
+        for name, value in self.values.items():
+            value = value.detach()
+            up = torch.rand(value.shape, generator=generator) < 0.5
+            target = torch.where(up.to(value.device), torch.inf, -torch.inf).to(value.dtype)
+            moved[name] = torch.nextafter(value, target).to(dtype)
+        return moved
+
+    def _gradient(self, point: dict[str, torch.Tensor], dtype) -> dict[str, torch.Tensor]:
         values = {
             name: value.clone().requires_grad_(self.spec.inputs[name].requires_grad)
             for name, value in point.items()
         }
         result = self.spec.forward({**values, **self.dims})
-        return evaluate.autograd_vjp(self.spec, values, result, self.cotangent.double())
+        return evaluate.autograd_vjp(self.spec, values, result, self.cotangent.to(dtype))
 
     def compare(
         self, actual: torch.Tensor, expected: torch.Tensor, name: str, error=0.0
     ) -> Mismatch | None:
         slack = self.sensitivity[name] + 3 * torch.as_tensor(error).cpu() + self.floor
-        return compare(actual, expected, rtol=self.rtol, atol=self.atol, slack=slack)
+        return compare(actual, expected, rtol=self.rtol, atol=self.atol, slack=slack,
+                       absolute=self.dtype != torch.float64)
 
     def failure(self, summary: str, verdict: str = "", details=(), name=None) -> Failure:
         return Failure(

@@ -90,7 +90,7 @@ def _shown(path: Path) -> str:
 
 def _load_toml(path: Path, shown: str) -> list[Spec | Broken]:
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
         return [_file_broken(path, shown, 1, f"is not UTF-8 text ({error.reason} at byte "
                                              f"{error.start}) — save it as UTF-8")]
@@ -144,7 +144,12 @@ def _spec_lines(text: str) -> dict[str, int]:
     """The line where each top-level table starts: its first header or dotted key."""
     starts: dict[str, int] = {}
     in_table = False
+    in_string: str | None = None  # the delimiter of the multi-line string we are in
     for number, line in enumerate(_toml_lines(text), start=1):
+        was_in_string = in_string
+        in_string = _multiline_state(line, in_string)
+        if was_in_string:
+            continue
         header = _HEADER.match(line)
         if header:
             in_table = True
@@ -152,6 +157,24 @@ def _spec_lines(text: str) -> dict[str, int]:
         elif not in_table and (key := _TOP_KEY.match(line)):
             starts.setdefault(key.group(1).strip("\"'"), number)
     return starts
+
+
+def _multiline_state(line: str, delimiter: str | None) -> str | None:
+    """Whether a multi-line string (\"\"\" or ''') is still open after ``line``."""
+    position = 0
+    while True:
+        if delimiter:
+            end = line.find(delimiter, position)
+            if end < 0:
+                return delimiter
+            position, delimiter = end + 3, None
+            continue
+        starts = [(line.find(d, position), d) for d in ('"""', "'''")]
+        starts = [(i, d) for i, d in starts if i >= 0]
+        if not starts:
+            return None
+        position, delimiter = min(starts)
+        position += 3
 
 
 def _toml_lines(text: str) -> list[str]:

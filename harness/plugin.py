@@ -38,7 +38,8 @@ PROFILES = {
 CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "TF_BUILD", "JENKINS_URL")
 
 for _name, _options in PROFILES.items():
-    settings.register_profile(_name, **_options)
+    # From "default", not from whichever profile Hypothesis loaded (its own ci, under CI).
+    settings.register_profile(_name, parent=settings.get_profile("default"), **_options)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -324,6 +324,8 @@ def _checked_dims(dims: object, inputs: Mapping[str, Input]) -> dict[str, tuple[
             )
         if name in inputs:
             raise SpecError(f"dim {name!r} has the name of an input — rename one of them")
+    for name in used & set(inputs):
+        raise SpecError(f"dim {name!r} has the name of an input — rename one of them")
     checked = {}
     for name in sorted(used, key=lambda d: _first_use(d, inputs)):
         low, high = _checked_range(name, dims.get(name, DEFAULT_DIM_RANGE))

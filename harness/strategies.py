@@ -21,6 +21,7 @@ from harness.spec import Input, Spec
 ELEMENTWISE_LIMIT = 64
 KINK_CLEARANCE = 1e-2  # of the domain's width: finite-difference steps stay this far off
 UNIQUE_GRID = 1000  # unique values are drawn from this many evenly spaced points
+TINY_FRACTION = 1e-12  # of the domain's largest magnitude: smaller values become 0
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 _FLOAT_WIDTH = {torch.float64: 64, torch.float32: 32, torch.float16: 16}
 
@@ -85,12 +86,22 @@ def _elements(spec_input: Input, dtype: torch.dtype) -> st.SearchStrategy[float]
         allow_subnormal=False,
         width=width,
     )
+    floats = floats.map(lambda v: _flushed(v, spec_input))
     if not spec_input.kinks:
         return floats
     margin = KINK_CLEARANCE * (spec_input.high - spec_input.low)
     return floats.map(lambda v: _away_from_kinks(v, spec_input, margin)).filter(
         lambda v: _clear(v, spec_input, margin)
     )
+
+
+def _flushed(value: float, spec_input: Input) -> float:
+    """0 for magnitudes far below the domain's, where products underflow and prove nothing."""
+    bound = max(abs(spec_input.low), abs(spec_input.high))
+    tiny = TINY_FRACTION * bound
+    if abs(value) < tiny and spec_input.low <= 0.0 <= spec_input.high:
+        return 0.0
+    return value
 
 
 def _representable_bounds(low: float, high: float, width: int) -> tuple[float, float]:

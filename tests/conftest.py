@@ -14,6 +14,12 @@ from harness.plugin import CI_VARIABLES
 pytest_plugins = ["pytester"]
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Keep --doctest-modules off this file: as module 'conftest' it clashes with
+    benchmarks/conftest.py (which pyproject's addopts ignores for the same reason)."""
+    return True if collection_path == Path(__file__) else None
+
+
 @pytest.fixture
 def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """pytester with the dev profile in the inner run, and this run's profile kept.

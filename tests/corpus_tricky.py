@@ -125,9 +125,15 @@ def _softmax_backward(grad, result):
     return result * (grad - (grad * result).sum(-1, keepdim=True))
 
 
-def _mlp() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
+class _MLP(nn.Module):
+    # Named layers, not nn.Sequential: Spec.from_module rejects the names "0.weight", ...
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(3, 5)
+        self.out = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(x)))
 
 
 class _NormedHead(nn.Module):
@@ -268,7 +274,7 @@ TRICKY: list[Tricky] = [
         name="log_near_zero_exact_bounds", forward=lambda x: torch.log(x),
         inputs={"x": vector(2.0**-10, 2.0**-7)}, backward={"x": lambda grad, x: grad / x},
     ), "log x for x in [2^-10, 2^-7] (bounds exact in float32)"),
-    # --- products -----------------------------------------------------------------------------------
+    # --- products ----------------------------------------------------------------------------
     Tricky(Spec(
         name="prod", forward=lambda x: x.prod(), inputs={"x": vector(-3, 3)},
         dims={"n": (1, 8)},
@@ -291,9 +297,9 @@ TRICKY: list[Tricky] = [
         inputs={"x": Input(("m", "n"), low=500, high=1000)},
     ), "a right custom logsumexp on large inputs", no_forward_ad=True),
     Tricky(Spec.from_module(
-        _mlp(), name="module_mlp", inputs={"x": Input(("n", 3), requires_grad=False)},
+        _MLP(), name="module_mlp", inputs={"x": Input(("n", 3), requires_grad=False)},
         forward=lambda model, x: model(x).square().mean(),
-    ), "nn.Sequential(Linear, Tanh, Linear) with a squared loss: parameters as inputs"),
+    ), "Linear, Tanh, Linear with a squared loss: parameters as inputs"),
     Tricky(Spec.from_module(
         _NormedHead(), name="module_layer_norm_residual",
         inputs={"x": Input(("n", 4), requires_grad=False, low=-3, high=3)},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -18,10 +20,9 @@ from harness.bench import (
     device_skip_reason,
     measure,
     prepare,
-    scale_dim,
-    scaled_dims,
-    time_call,
+    time_calls,
 )
+from harness.bench_plot import scale_dim, scaled_dims
 from harness.spec import Input, Spec
 
 pytest_plugins = ["pytester"]
@@ -91,8 +92,9 @@ def test_measure_gives_both_medians_and_their_ratio():
     m = measure(_linear(), {"N": 16, "D": 4}, min_time=0.0)
     assert m.spec == "linear" and m.device == "cpu" and m.dtype == "float32"
     assert m.dims == {"N": 16, "D": 4} and m.input_elements == 16 * 4 + 4
-    assert m.forward_s > 0 and m.backward_s > 0
+    assert 0 < m.forward_min_s <= m.forward_s and 0 < m.backward_min_s <= m.backward_s
     assert m.ratio == pytest.approx(m.backward_s / m.forward_s)
+    assert m.ratio_min == pytest.approx(m.backward_min_s / m.forward_min_s)
 
 
 def test_ratio_of_a_zero_forward_is_infinite():
@@ -103,7 +105,7 @@ def test_ratio_of_a_zero_forward_is_infinite():
 def test_extra_info_carries_the_figures_and_is_json():
     m = Measurement("s", "cpu", "float32", {"n": 8}, 8, forward_s=2e-5, backward_s=5e-5)
     info = m.extra_info()
-    assert {"forward_s", "backward_s", "ratio", "input_elements", "dims"} <= set(info)
+    assert {"forward_s", "backward_s", "ratio", "input_elements", "dims", "ratio_min"} <= set(info)
     assert info["ratio"] == pytest.approx(2.5)
     assert json.loads(json.dumps(info)) == info
 
@@ -127,21 +129,31 @@ def test_inputs_are_fixed_by_the_seed():
     torch.testing.assert_close(one.grad_output, two.grad_output)
 
 
-def test_time_call_is_a_median_over_at_least_min_rounds():
+def test_time_calls_times_every_call_of_at_least_min_rounds():
     calls = []
 
     def slow_first():
         calls.append(None)
         time.sleep(0.02 if len(calls) == 1 else 0.0)
 
-    assert time_call(slow_first, min_rounds=5, min_time=0.0) < 0.01
-    assert len(calls) == 5
+    (times,) = time_calls([slow_first], min_rounds=5, min_time=0.0)
+    assert len(times) == len(calls) == 5
+    assert times[0] >= 0.02 and statistics.median(times) < 0.01
 
 
 def test_over_bound_lists_the_worst_first():
     ms = [Measurement(n, "cpu", "float32", {}, 1, forward_s=1.0, backward_s=r)
           for n, r in (("a", 2.0), ("b", 9.0), ("c", 6.0))]
     assert [m.spec for m in bench.over_bound(ms, 5.0)] == ["b", "c"]
+
+
+def test_a_median_ratio_inflated_by_load_alone_is_not_over_the_bound():
+    def timed(backward_min_s):
+        return Measurement("g", "cpu", "float32", {}, 1, forward_s=1e-5, backward_s=1e-3,
+                           forward_min_s=1e-5, backward_min_s=backward_min_s)
+
+    assert bench.over_bound([timed(2e-5)], 5.0) == []  # the minima say 2x
+    assert bench.over_bound([timed(9e-5)], 5.0) == [timed(9e-5)]
 
 
 # --- skips ---------------------------------------------------------------------------------
@@ -154,7 +166,6 @@ def test_cuda_is_skipped_with_a_reason_without_cuda(monkeypatch):
     with pytest.raises(BenchmarkSkipped, match="CUDA not available") as skipped:
         prepare(_vector(), {"n": 4}, device="cuda")
     assert skipped.value.reason == reason
-    assert bench.available_devices() == ["cpu"]
 
 
 def test_an_unknown_device_is_an_error():
@@ -226,11 +237,15 @@ inputs.x = { shape = [] }
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
+        monkeypatch.delenv(variable, raising=False)  # under -n: pytest-benchmark would not time
     pytester.makeini("[pytest]\n")
     pytester.mkdir("benchmarks")
-    for name in ("conftest.py", "test_backward.py"):
-        shutil.copy(BENCHMARKS / name, pytester.path / "benchmarks" / name)
+    shutil.copy(BENCHMARKS / "conftest.py", pytester.path / "benchmarks" / "conftest.py")
+    # renamed: a plain `pytest` has imported benchmarks/test_backward.py as `test_backward`
+    shutil.copy(BENCHMARKS / "test_backward.py",
+                pytester.path / "benchmarks" / "test_backward_copy.py")
     specs = pytester.mkdir("specs")
     (specs / "small.toml").write_text(BROKEN)
     (specs / "slow.py").write_text(SLOW_BACKWARD)
@@ -248,16 +263,17 @@ def test_plain_pytest_runs_each_benchmark_once_untimed(suite):
 def test_benchmark_only_times_them_and_warns_above_the_ratio_bound(suite):
     result = suite.runpytest(
         "benchmarks", "--benchmark-only", "--harness-devices=cpu",
-        "--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "--harness-ratio-bound=5",
+        "--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "--harness-ratio-bound=20",
     )
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines([
         "*benchmark 'cube': 1 tests*",
         "*test_backward?cube-cpu?*",
-        "*cheap-gradient bound 5: * of 2 backward/forward ratios above it (warning)*",
-        "*slow*",
+        "*cheap-gradient bound 20: 1 of 2 backward/forward ratios above it (warning)*",
+        "WARNING slow ?cpu, float32?: backward/forward = *, of minima * > 20 (median "
+        "backward *ms, forward *µs; n=16; 16 input elements)",
     ])
-    result.stdout.no_fnmatch_line("*WARNING*cube*")  # not listed unless over the bound
+    result.stdout.no_fnmatch_line("*WARNING*cube*")  # a small ratio is not listed
 
 
 def test_benchmark_extra_info_is_saved(suite):
@@ -274,7 +290,69 @@ def test_benchmark_extra_info_is_saved(suite):
     assert info["backward_s"] == pytest.approx(saved["stats"]["median"])
 
 
+def test_a_bad_ratio_bound_is_a_usage_error(suite):
+    result = suite.runpytest("benchmarks", "--benchmark-only", "--harness-ratio-bound=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--harness-ratio-bound=0.0 must be a positive number*"])
+
+
 def test_the_ratio_bound_option_is_documented(suite):
     result = suite.runpytest("benchmarks", "--help")
     result.stdout.fnmatch_lines(["*--harness-ratio-bound=RATIO*"])
     assert "Default: 5" in " ".join(result.stdout.str().split())
+
+
+# --- bench-plot ----------------------------------------------------------------------------
+
+SWEPT = '''
+[cube]
+forward = "x ** 3"
+inputs.x = { shape = ["n", 2] }
+
+[scalar]
+forward = "x ** 2"
+inputs.x = { shape = [] }
+'''
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "swept.toml"
+    path.write_text(SWEPT)
+    return path
+
+
+def test_bench_plot_sweeps_sizes_and_writes_a_png(spec_file, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from harness.bench_plot import main
+
+    out = tmp_path / "figures" / "scaling.png"
+    argv = ["cube", "--path", str(spec_file), "--out", str(out), "--devices", "cpu",
+            "--min-exp", "4", "--max-exp", "6", "--min-time", "0"]
+    assert main(argv) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
+    printed = capsys.readouterr().out
+    for n, elements in ((8, 16), (16, 32), (32, 64)):  # the input is (n, 2)
+        assert f"cube cpu n={n}: {elements:>8} elements" in printed
+
+
+@pytest.mark.parametrize(("wanted", "message"), [
+    ("cub", "no spec 'cub' in "),
+    ("scalar", "spec 'scalar' has no dim to scale"),
+    ("cube:m", "'cube:m': 'm' is not a dim of spec 'cube' — its dims are n"),
+])
+def test_bench_plot_refuses_what_it_cannot_sweep(spec_file, tmp_path, capsys, wanted, message):
+    pytest.importorskip("matplotlib")
+    from harness.bench_plot import main
+
+    assert main([wanted, "--path", str(spec_file), "--out", str(tmp_path / "x.png")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_bench_plot_without_matplotlib_says_how_to_install_it(spec_file, monkeypatch, capsys):
+    from harness.bench_plot import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    assert main(["cube", "--path", str(spec_file)]) == 2
+    assert "pip install 'harness[plot]'" in capsys.readouterr().err

@@ -1,0 +1,72 @@
+"""Pinned sensitivity: the smallest relative gradient error each check catches, conservatively.
+
+``python tests/measure_sensitivity.py`` measures the figures (the README's table);
+this pins a safer version of them, on the functions measured there, so that a
+change that blunts a check fails here. Each pin holds for seeds 0-2; r = 0 (a
+right gradient) passes everywhere.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import Phase, settings
+from measure_sensitivity import FUNCTIONS, harness_catches, torch_gradcheck_catches
+
+SEEDS = (0, 1, 2)
+MAX_EXAMPLES = 15
+AWAY_FROM_ZERO = "exp(x/2) sin(x), x in [1, 3]"
+MATMUL = "tanh(x @ W), x (n, 3)"
+
+# (check, dtype, r): caught in every seed. Measured (every seed): analytic and
+# finite_difference 1e-6 in float64, 1e-4 in float32; taylor 1e-7 in float64 away
+# from 0, 1e-3 in float32; gradcheck 1e-2.
+CAUGHT = [
+    ("analytic", "float64", 1e-6),
+    ("analytic", "float32", 1e-3),
+    ("finite_difference", "float64", 1e-6),
+    ("finite_difference", "float32", 1e-3),
+    ("taylor", "float64", 1e-5),
+    ("taylor", "float32", 1e-2),
+    ("gradcheck", "float64", 1e-2),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _quick_runs():
+    """One torch thread; only generate (pass or fail is all that is measured: no shrinking)."""
+    threads = torch.get_num_threads()
+    profile = settings.get_current_profile_name()
+    settings.register_profile("sensitivity", parent=settings.get_profile(profile),
+                              database=None, phases=[Phase.explicit, Phase.generate])
+    settings.load_profile("sensitivity")
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    settings.load_profile(profile)
+
+
+@pytest.mark.parametrize("function", [AWAY_FROM_ZERO, MATMUL])
+@pytest.mark.parametrize(("check", "dtype", "r"), CAUGHT,
+                         ids=[f"{c}-{d}-{r:.0e}" for c, d, r in CAUGHT])
+def test_relative_error_is_caught(check: str, dtype: str, r: float, function: str) -> None:
+    missed = [seed for seed in SEEDS
+              if not harness_catches(check, function, r, dtype, seed, MAX_EXAMPLES)]
+    assert not missed, f"{check} in {dtype} missed a relative error of {r:g} (seeds {missed})"
+
+
+@pytest.mark.parametrize("function", list(FUNCTIONS))
+@pytest.mark.parametrize(("check", "dtype"), sorted({(c, d) for c, d, _ in CAUGHT}))
+def test_right_gradient_passes(check: str, dtype: str, function: str) -> None:
+    """The control: r = 0 is a right gradient, and no seed may fail it."""
+    failed = [seed for seed in SEEDS
+              if harness_catches(check, function, 0.0, dtype, seed, MAX_EXAMPLES)]
+    assert not failed, f"{check} in {dtype} failed a right gradient (seeds {failed})"
+
+
+@pytest.mark.parametrize("function", [AWAY_FROM_ZERO, MATMUL])
+def test_torch_gradcheck_defaults(function: str) -> None:
+    """torch.autograd.gradcheck with its defaults (rtol=1e-3) sees 1e-2 and misses 1e-4."""
+    assert all(torch_gradcheck_catches(function, 1e-2, seed) for seed in SEEDS)
+    assert not any(torch_gradcheck_catches(function, 1e-4, seed) for seed in SEEDS)
+    assert not any(torch_gradcheck_catches(function, 0.0, seed) for seed in SEEDS)
