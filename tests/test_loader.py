@@ -577,8 +577,6 @@ def test_crlf_files_load_like_lf_files(write, newline):
     assert b.line == 8
 
 
-@pytest.mark.xfail(reason="harness bug: a UTF-8 BOM breaks the first spec and makes bogus ones",
-                   strict=True)
 def test_utf8_bom_is_ignored(write):
     found = entries(write, "a.toml", b"\xef\xbb\xbf" + TWO_SPECS.lstrip("\n").encode())
     assert [entry.name for entry in found] == ["a", "b"]
@@ -587,8 +585,6 @@ def test_utf8_bom_is_ignored(write):
     assert b.line == 8
 
 
-@pytest.mark.xfail(reason="harness bug: a '[name]' line inside a multi-line string starts a spec",
-                   strict=True)
 def test_header_like_line_inside_a_multiline_string(write):
     (a,) = entries(write, "a.toml", """
         [a]
@@ -603,8 +599,6 @@ def test_header_like_line_inside_a_multiline_string(write):
     assert a.line == 8, str(a.error)
 
 
-@pytest.mark.xfail(reason="harness bug: a '[name]' line inside a multi-line string splits the "
-                          "file for the syntax-error fallback", strict=True)
 def test_syntax_error_after_a_header_like_line_inside_a_multiline_string(write):
     found = entries(write, "a.toml", """
         [a]

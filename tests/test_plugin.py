@@ -400,8 +400,6 @@ def test_report_header(seed_specs):
     assert [line for line in result.stdout.lines if line.startswith("harness ")] == [header]
 
 
-@pytest.mark.xfail(reason="harness bug: under CI the dev profile inherits Hypothesis' own ci "
-                          "profile (derandomize, no database)", strict=True)
 def test_dev_profile_does_not_depend_on_the_environment(tmp_path):
     code = (
         "import harness.plugin\n"

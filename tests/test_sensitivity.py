@@ -18,16 +18,17 @@ MAX_EXAMPLES = 15
 AWAY_FROM_ZERO = "exp(x/2) sin(x), x in [1, 3]"
 MATMUL = "tanh(x @ W), x (n, 3)"
 
-# (check, dtype, r): caught in every seed. Measured (every seed): analytic and
-# finite_difference 1e-6 in float64, 1e-4 in float32; taylor 1e-7 in float64 away
-# from 0, 1e-3 in float32; gradcheck 1e-2.
+# (check, dtype, r): caught in every seed. Measured (3-6 seeds, every seed caught):
+# analytic and finite_difference 1e-6 in float64, 1e-4 in float32; taylor 1e-6 in
+# float64 away from 0 (1e-12 where Hypothesis draws x = 0), in float32 1e-3 for the
+# matmul but only 3e-2 on [1, 3]; gradcheck 1e-2.
 CAUGHT = [
     ("analytic", "float64", 1e-6),
     ("analytic", "float32", 1e-3),
     ("finite_difference", "float64", 1e-6),
     ("finite_difference", "float32", 1e-3),
     ("taylor", "float64", 1e-5),
-    ("taylor", "float32", 1e-2),
+    ("taylor", "float32", 1e-1),
     ("gradcheck", "float64", 1e-2),
 ]
 

@@ -270,8 +270,6 @@ def test_spec_rejects_dims(options, message):
     assert spec_error(**options) == WHERE + message
 
 
-@pytest.mark.xfail(reason="harness bug: an undeclared dim named like an input is accepted",
-                   strict=True)
 def test_undeclared_dim_named_like_an_input_is_rejected():
     assert spec_error(inputs={"x": Input(["x"])}) == (
         WHERE + "dim 'x' has the name of an input — rename one of them"
