@@ -11,12 +11,16 @@ from typing import Any
 
 from harness.calls import KeywordCall
 from harness.errors import SpecError, at_key
-from harness.names import DTYPE_NAMES
+from harness.spec_options import (
+    check_memory,
+    checked_benchmark,
+    checked_checks,
+    checked_dims,
+    checked_dtypes,
+    checked_tolerances,
+)
 from harness.suggest import did_you_mean
 
-DEFAULT_DIM_RANGE = (1, 6)
-MEMORY_BUDGET = 10**6  # elements per input at the largest declared dims
-DEFAULT_DTYPES = ("float64", "float32")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 RESERVED_NAMES = frozenset({"grad", "result", "torch"})
 EXAMPLE_KEYS = frozenset({"expected", "rtol", "atol", "grad"})
@@ -167,7 +171,7 @@ class Spec:
         with at_key("inputs"):
             self.inputs = _checked_inputs(inputs)
         with at_key("dims"):
-            self.dims = _checked_dims(dims, self.inputs)
+            self.dims = checked_dims(dims, self.inputs)
         variables = {**{n: "input" for n in self.inputs}, **{d: "dim" for d in self.dims}}
         with at_key("forward"):
             self.forward = KeywordCall(forward, "forward", variables)
@@ -178,11 +182,11 @@ class Spec:
         with at_key("reference"):
             self.reference = _optional_call(reference, "reference", variables)
         with at_key("checks"):
-            self.checks = _checked_checks(checks)
+            self.checks = checked_checks(checks)
         with at_key("dtypes"):
-            self.dtypes = _checked_dtypes(dtypes)
+            self.dtypes = checked_dtypes(dtypes)
         with at_key("tolerances"):
-            self.tolerances = _checked_tolerances(tolerances)
+            self.tolerances = checked_tolerances(tolerances)
         if not isinstance(twice_differentiable, bool):
             raise SpecError(f"twice_differentiable={twice_differentiable!r} must be true or "
                             f"false", key="twice_differentiable")
@@ -191,13 +195,13 @@ class Spec:
             raise SpecError(f"doc={doc!r} must be a string", key="doc")
         self.doc = doc
         with at_key("benchmark"):
-            self.benchmark = _checked_benchmark(benchmark, self.dims)
+            self.benchmark = checked_benchmark(benchmark, self.dims)
         if not _is_real(nondet_tol) or not 0 <= nondet_tol < math.inf:
             raise SpecError(f"nondet_tol={nondet_tol!r} must be a non-negative number",
                             key="nondet_tol")
         self.nondet_tol = float(nondet_tol)
         with at_key("inputs"):
-            _check_memory(self.inputs, self.dims)
+            check_memory(self.inputs, self.dims)
         from harness.examples import checked_examples
 
         with at_key("examples"):
@@ -311,55 +315,6 @@ def _checked_inputs(inputs: object) -> dict[str, Input]:
     return dict(inputs)
 
 
-def _checked_dims(dims: object, inputs: Mapping[str, Input]) -> dict[str, tuple[int, int]]:
-    dims = {} if dims is None else dims
-    if not isinstance(dims, Mapping):
-        raise SpecError(f"dims={dims!r} must map dim names to [min, max] size ranges")
-    used = {d for value in inputs.values() for d in value.dim_names}
-    for name in dims:
-        if name not in used:
-            raise SpecError(
-                f"dim {name!r} is declared in dims but no input's shape uses it"
-                f"{did_you_mean(name, used)} — use it in a shape or remove it"
-            )
-        if name in inputs:
-            raise SpecError(f"dim {name!r} has the name of an input — rename one of them")
-    for name in used & set(inputs):
-        raise SpecError(f"dim {name!r} has the name of an input — rename one of them")
-    checked = {}
-    for name in sorted(used, key=lambda d: _first_use(d, inputs)):
-        low, high = _checked_range(name, dims.get(name, DEFAULT_DIM_RANGE))
-        checked[name] = (low, high)
-    return checked
-
-
-def _first_use(dim: str, inputs: Mapping[str, Input]) -> tuple[int, int]:
-    for i, value in enumerate(inputs.values()):
-        if dim in value.shape:
-            return i, value.shape.index(dim)
-    return len(inputs), 0
-
-
-def _checked_range(name: str, bounds: object) -> tuple[int, int]:
-    if (
-        isinstance(bounds, (str, bytes))
-        or not isinstance(bounds, Sequence)
-        or len(bounds) != 2
-        or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
-    ):
-        raise SpecError(
-            f"dims.{name}={bounds!r} is not a [min, max] pair of integers — "
-            f"write e.g. {name} = [1, 8]"
-        )
-    low, high = bounds
-    if low < 0 or low > high:
-        raise SpecError(
-            f"dims.{name}={list(bounds)!r} is not a range 0 <= min <= max — "
-            f"write e.g. {name} = [{max(0, min(low, high))}, {max(low, high, 1)}]"
-        )
-    return low, high
-
-
 def _checked_backward(backward, inputs, variables) -> dict[str, KeywordCall]:
     if backward is None:
         return {}
@@ -390,90 +345,3 @@ def _check_backward_name(name, inputs, differentiable) -> None:
 
 def _optional_call(fn, role: str, variables) -> KeywordCall | None:
     return None if fn is None else KeywordCall(fn, role, variables)
-
-
-def _checked_checks(checks: object) -> tuple[str, ...] | None:
-    if checks is None:
-        return None
-    from harness.checks import CHECKS
-
-    if isinstance(checks, str) or not isinstance(checks, Sequence):
-        raise SpecError(f"checks={checks!r} must be a list of check names, e.g. ['analytic']")
-    for name in checks:
-        if name not in CHECKS:
-            raise SpecError(
-                f"unknown check {name!r}{did_you_mean(name, CHECKS)} — "
-                f"the checks are {', '.join(CHECKS)}"
-            )
-    return tuple(checks)
-
-
-def _checked_dtypes(dtypes: object) -> tuple[str, ...]:
-    if dtypes is None:
-        return DEFAULT_DTYPES
-    if isinstance(dtypes, str) or not isinstance(dtypes, Sequence) or not dtypes:
-        raise SpecError(f"dtypes={dtypes!r} must be a non-empty list, e.g. ['float64']")
-    for name in dtypes:
-        if name not in DTYPE_NAMES:
-            raise SpecError(
-                f"unknown dtype {name!r}{did_you_mean(name, DTYPE_NAMES)} — "
-                f"the dtypes are {', '.join(DTYPE_NAMES)}"
-            )
-    return tuple(dtypes)
-
-
-def _checked_tolerances(tolerances: object) -> dict[str, dict[str, float]]:
-    if tolerances is None:
-        return {}
-    if not isinstance(tolerances, Mapping):
-        raise SpecError(
-            f"tolerances={tolerances!r} must map dtype names to {{rtol, atol}}, "
-            f"e.g. {{float32 = {{rtol = 1e-4, atol = 1e-5}}}}"
-        )
-    checked = {}
-    for dtype, pair in tolerances.items():
-        if dtype not in DTYPE_NAMES:
-            raise SpecError(
-                f"tolerances names dtype {dtype!r}{did_you_mean(dtype, DTYPE_NAMES)} — "
-                f"the dtypes are {', '.join(DTYPE_NAMES)}"
-            )
-        if not isinstance(pair, Mapping) or not set(pair) <= {"rtol", "atol"}:
-            raise SpecError(
-                f"tolerances.{dtype}={pair!r} must hold only rtol and atol, "
-                f"e.g. {{rtol = 1e-4, atol = 1e-5}}"
-            )
-        for key, value in pair.items():
-            if not _is_real(value) or not 0 <= value < math.inf:
-                raise SpecError(f"tolerances.{dtype}.{key}={value!r} must be a number >= 0")
-        checked[dtype] = {key: float(value) for key, value in pair.items()}
-    return checked
-
-
-def _checked_benchmark(benchmark: object, dims) -> dict[str, int]:
-    if benchmark is None:
-        return {}
-    if not isinstance(benchmark, Mapping):
-        raise SpecError(f"benchmark={benchmark!r} must map dim names to sizes, e.g. {{n = 4096}}")
-    for name, size in benchmark.items():
-        if name not in dims:
-            raise SpecError(
-                f"benchmark names dim {name!r}, which no input uses"
-                f"{did_you_mean(name, dims)} — the dims are {', '.join(dims) or 'none'}"
-            )
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise SpecError(f"benchmark.{name}={size!r} must be a positive integer")
-    return dict(benchmark)
-
-
-def _check_memory(inputs: Mapping[str, Input], dims) -> None:
-    largest = {name: high for name, (_, high) in dims.items()}
-    for name, value in inputs.items():
-        elements = math.prod(value.resolve(largest))
-        if elements > MEMORY_BUDGET:
-            sizes = ", ".join(f"{d}={largest[d]}" for d in value.dim_names)
-            where = f"at the largest dims ({sizes})" if sizes else f"(shape {list(value.shape)})"
-            fix = "lower the dims' maxima" if sizes else "use a smaller shape"
-            raise SpecError(
-                f"input {name!r} can reach {elements:,} elements {where}, over the "
-                f"budget of {MEMORY_BUDGET:,} per input — {fix}"
-            )

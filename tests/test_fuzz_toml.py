@@ -23,7 +23,7 @@ from harness import Spec, SpecError, load_specs
 from harness.checks import CHECKS
 from harness.formula import CONSTANTS, FUNCTIONS
 from harness.loader import Broken, load_file
-from harness.spec import DTYPE_NAMES
+from harness.names import DTYPE_NAMES
 from harness.toml_spec import INPUT_KEYS, SPEC_KEYS
 
 FUZZ = settings(
