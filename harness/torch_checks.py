@@ -142,7 +142,8 @@ def _jvp_formula_failures(ctx, tangents, jvp) -> list[Failure]:
     if formula.shape != jvp.shape:
         raise evaluate.Fault(f"jvp returned shape {tuple(formula.shape)}, the output has "
                              f"shape {tuple(jvp.shape)} — return the output's tangent")
-    mismatch = compare(formula, jvp, rtol=ctx.rtol, atol=ctx.atol)
+    mismatch = compare(formula, jvp, rtol=ctx.rtol, atol=ctx.atol, slack=ctx.floor,
+                       absolute=ctx.dtype != torch.float64)
     if not mismatch:
         return []
     details = [*mismatch.lines(), *table({"jvp formula": formula, "forward mode": jvp},
