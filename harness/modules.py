@@ -29,7 +29,7 @@ def module_spec_parts(
         raise SpecError(
             f"input {clash[0]!r} has the name of a parameter of the module — rename the input"
         )
-    inputs = dict(data_inputs)
+    inputs = dict(data_inputs)  # nn.Sequential's "0.weight" is kept: dots separate the path
     for name, parameter in parameters.items():
         inputs[name] = Input(
             tuple(parameter.shape), low=low, high=high, requires_grad=parameter.requires_grad

@@ -291,7 +291,8 @@ def _checked_inputs(inputs: object) -> dict[str, Input]:
         )
     for name, value in inputs.items():
         if not isinstance(name, str) or not all(
-            part.isidentifier() and not part.startswith("_") for part in name.split(".")
+            (part.isidentifier() and not part.startswith("_")) or part.isdigit()
+            for part in name.split(".")
         ):
             raise SpecError(
                 f"input name {name!r} is not a valid name — use letters, digits and "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import torch
@@ -53,8 +54,12 @@ def _torch_check(ctx: Context, check, label: str) -> list[Failure]:
     except GradcheckError as error:
         _probe_differentiable(ctx)
         lines = [line for line in str(error).splitlines() if line.strip()][:16]
-        return [ctx.failure(f"torch.autograd.{label} failed", verdict.BACKWARD_WRONG,
-                            [f"({label} ran on inputs rescaled to unit scale)", *lines])]
+        culprit = re.search(r"with respect to input (\d+)", str(error))
+        name = names[int(culprit.group(1))] if culprit else None
+        summary = f"Gradient of {name!r} is wrong" if name else f"torch.autograd.{label} failed"
+        return [ctx.failure(summary, verdict.BACKWARD_WRONG,
+                            [f"torch.autograd.{label} failed (on inputs and output rescaled "
+                             f"to unit scale):", *lines], name)]
     except Exception as error:  # a user forward that breaks under the check
         raise evaluate.Fault(f"{label} raised {type(error).__name__}: {error}") from error
     return []

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import hypothesis
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 
 from harness.checks import CHECKS, Check
 from harness.context import Context, Discarded, Skipped
@@ -161,7 +161,10 @@ class _CheckRun:
                 budget.failed(example)
                 raise _Found(failures)
 
-        options = {"deadline": None, "suppress_health_check": list(HealthCheck)}
+        # The explain phase costs seconds per failure and its output is never shown.
+        phases = tuple(phase for phase in settings().phases if phase != Phase.explain)
+        options = {"deadline": None, "suppress_health_check": list(HealthCheck),
+                   "phases": phases}
         if max_examples is not None:
             options["max_examples"] = max_examples
         test = settings(**options)(given(examples(self.spec, self.dtype))(prop))

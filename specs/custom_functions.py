@@ -142,9 +142,9 @@ linear_bias_relu = Spec(
     },
     reference=lambda x, weight, bias: torch.relu(F.linear(x, weight, bias)),
     dims={"N": (1, 4), "I": (1, 4), "O": (1, 4)},
-    doc="relu(x W^T + b), kinked where a pre-activation is 0. The bias keeps clear of 0 "
-        "(kinks = [0.0]), so an all-zero x or W does not land on the kink; an example "
-        "that lands on it otherwise is found by the probe and discarded",
+    doc="relu(x W^T + b), kinked where a pre-activation is 0. Where x = 0 or W = 0 it is "
+        "relu(b), kinked at b = 0: the bias declares that kink (kinks = [0.0]); an example "
+        "that lands on a kink elsewhere is found by the probe and discarded",
     examples=[{
         "x": [[1.0, 2.0]],
         "weight": [[1.0, 1.0], [1.0, -1.0]],
@@ -278,9 +278,8 @@ rms_norm = Spec(
     forward=lambda x, weight: RMSNorm.apply(x, weight),
     inputs={"x": Input(("m", "n")), "weight": Input(("n",))},
     reference=lambda x, weight: x * torch.rsqrt(x.square().mean(-1, keepdim=True) + 1e-6) * weight,
-    doc="RMSNorm x / sqrt(mean(x^2) + eps) * w with a hand-written backward. Elements keep "
-        "clear of 0 so that no row is near 0, where 1/rms is 1/sqrt(eps) = 1000 and the "
-        "gradient is too steep to judge numerically",
+    doc="RMSNorm x / sqrt(mean(x^2) + eps) * w over the last dim, with a hand-written "
+        "backward; with a unit cotangent dw = x / rms",
     examples=[{
         "x": [[3.0, 4.0]], "weight": [1.0, 1.0],
         # rms = sqrt(12.5); with a unit cotangent dw = x / rms

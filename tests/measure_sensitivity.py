@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import torch
 from hypothesis import Phase, settings
@@ -132,11 +133,15 @@ def measure(seeds: int, max_examples: int) -> list[tuple[str, str, str, str, str
             for dtype in DTYPES:
                 if check == "gradcheck" and dtype != "float64":
                     continue
-                rows.append(_row(function, check, dtype, seeds, lambda r, seed: harness_catches(
-                    check, function, r, dtype, seed, max_examples)))
+                catches = partial(_harness_catches, check, function, dtype, max_examples)
+                rows.append(_row(function, check, dtype, seeds, catches))
         rows.append(_row(function, "torch.autograd.gradcheck (defaults)", "float64", seeds,
-                         lambda r, seed: torch_gradcheck_catches(function, r, seed)))
+                         partial(torch_gradcheck_catches, function)))
     return rows
+
+
+def _harness_catches(check, function, dtype, max_examples, r, seed) -> bool:
+    return harness_catches(check, function, r, dtype, seed, max_examples)
 
 
 def _row(function: str, check: str, dtype: str, seeds: int, catches) -> tuple[str, ...]:

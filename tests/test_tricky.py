@@ -44,11 +44,12 @@ KNOWN_HARNESS_BUGS: dict[tuple[str, str, str], str] = {
 
 @pytest.fixture(autouse=True, scope="module")
 def _quick_runs():
-    """One torch thread (tiny tensors: waking a second one costs more than the work) and no
-    Hypothesis explain phase (verify never shows its output; it costs seconds a failure)."""
+    """One torch thread (tiny tensors: waking a second one costs more than the work), no
+    Hypothesis explain phase (verify never shows its output; it costs seconds a failure),
+    and no example database, so that each seed finds its own examples."""
     threads = torch.get_num_threads()
     profile = settings.get_current_profile_name()
-    settings.register_profile("tricky", parent=settings.get_profile(profile),
+    settings.register_profile("tricky", parent=settings.get_profile(profile), database=None,
                               phases=[p for p in Phase if p is not Phase.explain])
     settings.register_profile("tricky-no-shrink", parent=settings.get_profile("tricky"),
                               phases=[Phase.explicit, Phase.reuse, Phase.generate])
