@@ -26,7 +26,8 @@ import torch
 
 from harness.evaluate import forward as checked_forward
 from harness.examples import cotangent
-from harness.spec import MEMORY_BUDGET, Input, Spec
+from harness.spec import Input, Spec
+from harness.spec_options import MEMORY_BUDGET
 from harness.strategies import generated_values
 
 DEFAULT_SCALE = 4  # benchmark size of an undeclared dim: this many times its declared max
