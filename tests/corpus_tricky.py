@@ -204,6 +204,25 @@ TRICKY: list[Tricky] = [
         jvp=lambda x_t, y_t: 3 * x_t - 2 * y_t,
     ), "linear: the Taylor remainder is rounding only"),
     Tricky(Spec(
+        name="cancelling_terms", forward=lambda a, b: 2 * a + b**2,
+        inputs={"a": Input((), low=-20, high=20), "b": Input((), low=-4, high=4)},
+        backward={"a": lambda grad: 2 * grad, "b": lambda grad, b: grad * 2 * b},
+        examples=[{"a": -8.0000005, "b": 4.0}],
+    ), "2a + b^2 with 2a close to -b^2: the float32 output rounds far above its size"),
+    Tricky(Spec(
+        name="mse_at_its_minimum",
+        forward=lambda prediction, target: nn.functional.mse_loss(prediction, target),
+        inputs={"prediction": Input(("N", "D")), "target": Input(("N", "D"))},
+        backward={"prediction": lambda grad, prediction, target, N, D:
+                  grad * 2 * (prediction - target) / (N * D),
+                  "target": lambda grad, prediction, target, N, D:
+                  grad * 2 * (target - prediction) / (N * D)},
+        examples=[{"prediction": [[0.0, 1.0], [1.0, 0.0]], "target": [[0.0, 1.0], [1.0, 0.0]]},
+                  {"prediction": [[3.0, 0.0, 0.0, 0.0, 0.0]],
+                   "target": [[3.0, 0.0, 0.0, 0.0, 1e-5]]}],
+    ), "prediction == target: a zero slope under curvature, x + h rounding in the steps, "
+       "an output far smaller than its Jacobian"),
+    Tricky(Spec(
         name="zero_gradient", forward=lambda x, y: torch.sin(y) + 0 * x,
         inputs={"x": vector(), "y": vector()},
         backward={"x": lambda grad: torch.zeros_like(grad), "y": lambda grad, y: grad * y.cos()},
