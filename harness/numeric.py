@@ -91,7 +91,10 @@ def directional_derivative(
                  for name, value in point.items()}
         return phi(moved)
 
-    return _extrapolated(along, magnitude)
+    moved_size = sum(float(point[name][d != 0].abs().sum()) for name, d in direction.items())
+    step_size = sum(float(d.abs().sum()) for d in direction.values())
+    reach = torch.tensor(moved_size / step_size if step_size > 0 else 0.0, dtype=torch.float64)
+    return _extrapolated(along, magnitude, reach)
 
 
 def partial_derivatives(
@@ -110,7 +113,8 @@ def partial_derivatives(
     def batched(t: float) -> torch.Tensor:
         return _phi_along_basis(phi, point, name, base + t * basis)
 
-    estimate = _extrapolated(batched, magnitude)
+    reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
+    estimate = _extrapolated(batched, magnitude, reach.to(base.device))
     return Estimate(
         (estimate.value / scale.reshape(-1)).reshape(base.shape),
         (estimate.error / scale.reshape(-1)).reshape(base.shape),
@@ -128,17 +132,20 @@ def _phi_along_basis(phi: Scalar, point: Values, name: str, moved: torch.Tensor)
         return torch.stack([one(value) for value in moved])
 
 
-def _extrapolated(along: Callable[[float], torch.Tensor], magnitude: float) -> Estimate:
+def _extrapolated(
+    along: Callable[[float], torch.Tensor], magnitude: float, reach: torch.Tensor
+) -> Estimate:
+    """``reach``: the moved elements' size over the step's, |x| / |d| (see _richardson)."""
     step = FIRST_STEP
     for _ in range(RETRIES + 1):
-        estimate = _richardson(along, step, magnitude)
+        estimate = _richardson(along, step, magnitude, reach)
         if estimate.finite:
             return estimate
         step /= 16
     return estimate
 
 
-def _richardson(along, step: float, magnitude: float) -> Estimate:
+def _richardson(along, step: float, magnitude: float, reach: torch.Tensor) -> Estimate:
     with torch.no_grad():
         steps = [step / 2**k for k in range(HALVINGS)]
         plus = [along(h) for h in steps]
@@ -149,6 +156,11 @@ def _richardson(along, step: float, magnitude: float) -> Estimate:
     second = (16 * first[1] - first[0]) / 15
     largest = torch.stack([*plus, *minus, centre]).abs().amax(dim=0)
     noise = 8 * EPS64 * (magnitude + largest) / steps[-1]
+    # x + t d rounds, so the steps taken are t + e and -t + e' with |e|, |e'| up to
+    # eps |x| / |d|: an error of phi'' (e + e') / 2, felt where the slope is exactly
+    # zero (mean((p - t)^2) at p = t).
+    curvature = (plus[0] - 2 * centre + minus[0]).abs() / steps[0] ** 2
+    noise = noise + 4 * EPS64 * reach * curvature
     error = (second - first[1]).abs() + noise
     # Richardson assumes an h^2 error; where the differences shrink slower (a
     # function differentiable only once, like x|x| at 0) trust only the raw step.

@@ -38,9 +38,7 @@ def _torch_check(ctx: Context, check, label: str) -> list[Failure]:
     scales = {name: ctx.scale(name) for name in names}
     fixed = {n: v for n, v in ctx.point64.items() if n not in names}
 
-    with torch.no_grad():
-        size = float(ctx.spec.forward({**ctx.point64, **ctx.dims}).abs().max())
-    output_scale = size if size > 0 and math.isfinite(size) else 1.0
+    output_scale = _output_scale(ctx, scales)
 
     def rescaled(*unit_values):
         values = {n: z * scales[n] for n, z in zip(names, unit_values)}
@@ -63,6 +61,23 @@ def _torch_check(ctx: Context, check, label: str) -> list[Failure]:
     except Exception as error:  # a user forward that breaks under the check
         raise evaluate.Fault(f"{label} raised {type(error).__name__}: {error}") from error
     return []
+
+
+def _output_scale(ctx: Context, scales: dict[str, torch.Tensor]) -> float:
+    """The larger of the output and of the rescaled Jacobian, as far as autograd tells.
+
+    An output far smaller than its sensitivity to the inputs (mean((p - t)^2) with p
+    close to t) would magnify the rounding of ``s * z`` past gradcheck's atol. A wrong
+    gradient stays wrong relative to any c, so taking its size from autograd hides nothing.
+    """
+    with torch.no_grad():
+        size = float(ctx.spec.forward({**ctx.point64, **ctx.dims}).abs().max())
+        cotangent = float(ctx.cotangent.abs().max())
+        for name, scale in scales.items():
+            jacobian = ctx.autograd[name].detach().double().cpu() * scale.cpu()
+            if jacobian.numel() and cotangent > 0:
+                size = max(size, float(jacobian.abs().max()) / cotangent)
+    return size if size > 0 and math.isfinite(size) else 1.0
 
 
 def _probe_differentiable(ctx: Context) -> None:
