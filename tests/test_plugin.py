@@ -433,9 +433,11 @@ def test_xdist_gives_the_same_outcome(pytester, write):
     args = ("--harness-devices=cpu", "--harness-checks=analytic,gradcheck", "--harness-seed=3")
     serial = run(pytester, *args)
     parallel = run(pytester, *args, "-n", "2")
-    expected = {"passed": 4, "failed": 3}  # square: 3 pass; wrong: 2 fail + 1 pass; bad: 1 fail
-    assert serial.parseoutcomes() == expected
-    assert parallel.parseoutcomes() == expected
+    # square: 3 pass; wrong: 2 fail + 1 pass; bad: 1 fail. Warnings are not compared: an
+    # in-process run warns that the already imported harness cannot be assertion-rewritten
+    # where pip's editable install lists its modules (newer pip and setuptools).
+    serial.assert_outcomes(passed=4, failed=3)
+    parallel.assert_outcomes(passed=4, failed=3)
     assert parallel.ret == serial.ret == pytest.ExitCode.TESTS_FAILED
     parallel.stdout.fnmatch_lines(["*2 workers*"])
 
