@@ -63,7 +63,7 @@ def message(failure: Failure) -> str:
         lines.append(f"Spec: {failure.location}")
     if failure.reproduce:
         lines.append(f"Reproduce: {failure.reproduce}")
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n")
 
 
 def table(
