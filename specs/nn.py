@@ -144,6 +144,7 @@ softmax = Spec(
     forward=lambda x: nn.Softmax(dim=-1)(x),
     inputs={"x": Input(("m", "n"))},
     backward={"x": lambda grad, result: result * (grad - (grad * result).sum(-1, keepdim=True))},
+    jvp=lambda x_t, result: result * (x_t - (x_t * result).sum(-1, keepdim=True)),
     doc="softmax over the last dim: dx = y (g - <g, y>). With a unit cotangent the "
         "gradient is 0, since every row sums to 1",
     examples=[{"x": [[0.0, math.log(3.0)]], "expected": {"x": [[0.0, 0.0]]}}],
