@@ -55,15 +55,20 @@ class Context:
         return {name: value.detach().to(torch.float64) for name, value in self.values.items()}
 
     @cached_property
+    def output64(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.spec.forward({**self.point64, **self.dims})
+
+    @cached_property
     def phi64(self):
-        return evaluate.contracted(self.spec, self.dims, self.cotangent.to(torch.float64))
+        """<v, f(x) - f(point64)>: 0 at the point, so the oracle never evaluates it there."""
+        return evaluate.contracted(self.spec, self.dims, self.cotangent.to(torch.float64),
+                                   offset=self.output64)
 
     @cached_property
     def magnitude(self) -> float:
         """sum |v| |f(x)| in float64: the scale of rounding noise in phi."""
-        with torch.no_grad():
-            output = self.spec.forward({**self.point64, **self.dims})
-        return float((self.cotangent.to(torch.float64).abs() * output.abs()).sum())
+        return float((self.cotangent.to(torch.float64).abs() * self.output64.abs()).sum())
 
     def scale(self, name: str) -> torch.Tensor:
         return numeric.step_scale(self.point64[name], self.spec.inputs[name])
@@ -71,7 +76,7 @@ class Context:
     def partials(self, name: str) -> numeric.Estimate:
         """Every partial derivative of phi for input ``name``; discards a kinked point."""
         estimate = numeric.partial_derivatives(
-            self.phi64, self.point64, name, self.scale(name), self.magnitude
+            self.phi64, self.point64, name, self.scale(name), self.magnitude, centred=True
         )
         return self._judgeable(estimate)
 
@@ -79,9 +84,9 @@ class Context:
         """A random direction, scaled like the input, with no component near zero."""
         generator = torch.Generator().manual_seed(self.example.cotangent_seed + 1)
         shape = self.point64[name].shape
-        size = 0.5 + torch.rand(shape, generator=generator, dtype=torch.float64)
-        sign = torch.randint(0, 2, shape, generator=generator) * 2 - 1
-        return (size * sign).to(self.device) * self.scale(name)
+        uniform = 2 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1
+        signed = torch.copysign(0.5 + uniform.abs(), uniform)  # one draw: size and sign
+        return signed.to(self.device) * self.scale(name)
 
     def gradient_direction(self, name: str, gradient: torch.Tensor) -> torch.Tensor | None:
         """The gradient itself as a direction, scaled like the input; None if it is zero."""
@@ -94,7 +99,7 @@ class Context:
 
     def directional(self, name: str, direction: torch.Tensor) -> numeric.Estimate:
         estimate = numeric.directional_derivative(
-            self.phi64, self.point64, {name: direction}, self.magnitude
+            self.phi64, self.point64, {name: direction}, self.magnitude, centred=True
         )
         return self._judgeable(estimate)
 
@@ -102,7 +107,7 @@ class Context:
         """The derivative of phi along several inputs at once (no discarding)."""
         directions = {name: d.to(torch.float64) for name, d in directions.items()}
         return numeric.directional_derivative(
-            self.phi64, self.point64, directions, self.magnitude
+            self.phi64, self.point64, directions, self.magnitude, centred=True
         )
 
     def _judgeable(self, estimate: numeric.Estimate) -> numeric.Estimate:

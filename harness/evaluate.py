@@ -146,10 +146,19 @@ def checked_gradient(grad: Any, role: str, value: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def contracted(spec: Spec, dims: Mapping[str, int], cotangent: torch.Tensor):
-    """phi(values) = <cotangent, forward(values)>, the scalar that finite differences see."""
+def contracted(
+    spec: Spec, dims: Mapping[str, int], cotangent: torch.Tensor,
+    offset: torch.Tensor | float = 0.0,
+):
+    """phi(values) = <cotangent, forward(values) - offset>, the scalar that finite
+    differences see.
+
+    With ``offset`` the output at the point differentiated, the outputs that a step
+    leaves unchanged (most of them, for an elementwise forward and one element
+    moved) stay out of the sum's rounding; the differences of phi are the same.
+    """
 
     def phi(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return (cotangent * spec.forward({**values, **dims})).sum()
+        return (cotangent * (spec.forward({**values, **dims}) - offset)).sum()
 
     return phi

@@ -71,12 +71,15 @@ def nearest_neighbour_distance(value: torch.Tensor) -> torch.Tensor:
 
 
 def directional_derivative(
-    phi: Scalar, point: Values, direction: Values, magnitude: float = 0.0
+    phi: Scalar, point: Values, direction: Values, magnitude: float = 0.0, *,
+    centred: bool = False,
 ) -> Estimate:
     """d/dt phi(point + t * direction) at t = 0.
 
     ``magnitude`` is the size of the terms summed into phi (``sum |v| |f|``): the
     scale of the rounding noise in its evaluations, which bounds the error.
+    ``centred`` says that phi(point) is 0 by construction (``evaluate.contracted``
+    with an offset), which saves its evaluation.
 
     >>> import torch
     >>> phi = lambda v: (v["x"] ** 3).sum()
@@ -91,30 +94,34 @@ def directional_derivative(
                  for name, value in point.items()}
         return phi(moved)
 
-    moved_size = sum(float(point[name][d != 0].abs().sum()) for name, d in direction.items())
+    moved_size = sum(float(torch.where(d != 0, point[name].abs(), 0).sum())
+                     for name, d in direction.items())
     step_size = sum(float(d.abs().sum()) for d in direction.values())
     reach = torch.tensor(moved_size / step_size if step_size > 0 else 0.0, dtype=torch.float64)
-    return _extrapolated(along, magnitude, reach)
+    return _extrapolated(along, magnitude, reach, centred)
 
 
 def partial_derivatives(
-    phi: Scalar, point: Values, name: str, scale: torch.Tensor, magnitude: float = 0.0
+    phi: Scalar, point: Values, name: str, scale: torch.Tensor, magnitude: float = 0.0, *,
+    centred: bool = False,
 ) -> Estimate:
     """Every partial derivative of phi with respect to input ``name``, batched.
 
     The perturbations go through ``torch.func.vmap``; forwards that cannot be
     vmapped (custom Functions without a vmap rule, data-dependent Python) fall
-    back to a loop over elements.
+    back to a loop over elements. ``centred`` as for ``directional_derivative``.
     """
     base = point[name]
     n = base.numel()
     basis = torch.diag_embed(scale.reshape(-1)).reshape(n, *base.shape)
 
     def batched(t: float) -> torch.Tensor:
+        if t == 0:  # the centre: one forward, not n identical ones
+            return phi(point).expand(n)
         return _phi_along_basis(phi, point, name, base + t * basis)
 
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
-    estimate = _extrapolated(batched, magnitude, reach.to(base.device))
+    estimate = _extrapolated(batched, magnitude, reach.to(base.device), centred)
     return Estimate(
         (estimate.value / scale.reshape(-1)).reshape(base.shape),
         (estimate.error / scale.reshape(-1)).reshape(base.shape),
@@ -133,9 +140,12 @@ def _phi_along_basis(phi: Scalar, point: Values, name: str, moved: torch.Tensor)
 
 
 def _extrapolated(
-    along: Callable[[float], torch.Tensor], magnitude: float, reach: torch.Tensor
+    along: Callable[[float], torch.Tensor], magnitude: float, reach: torch.Tensor,
+    centred: bool,
 ) -> Estimate:
     """``reach``: the moved elements' size over the step's, |x| / |d| (see _richardson)."""
+    if centred:
+        along = _zero_at_the_centre(along)
     step = FIRST_STEP
     for _ in range(RETRIES + 1):
         estimate = _richardson(along, step, magnitude, reach)
@@ -143,6 +153,19 @@ def _extrapolated(
             return estimate
         step /= 16
     return estimate
+
+
+def _zero_at_the_centre(along: Callable[[float], torch.Tensor]) -> Callable:
+    """``along``, returning zeros shaped like its steps at t = 0 (taken after a step)."""
+    last: list[torch.Tensor] = []
+
+    def centred(t: float) -> torch.Tensor:
+        if t:
+            last[:] = [along(t)]
+            return last[0]
+        return torch.zeros_like(last[0]) if last else along(t)
+
+    return centred
 
 
 def _richardson(along, step: float, magnitude: float, reach: torch.Tensor) -> Estimate:
