@@ -158,7 +158,11 @@ def contracted(
     moved) stay out of the sum's rounding; the differences of phi are the same.
     """
 
+    flat_cotangent = cotangent.reshape(-1)
+
     def phi(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return (cotangent * (spec.forward({**values, **dims}) - offset)).sum()
+        # One matrix-vector product per batch of steps under vmap, not a product and a sum.
+        change = spec.forward({**values, **dims}) - offset
+        return change.reshape(-1).to(flat_cotangent.dtype) @ flat_cotangent
 
     return phi

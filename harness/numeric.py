@@ -113,12 +113,14 @@ def partial_derivatives(
     """
     base = point[name]
     n = base.numel()
-    basis = torch.diag_embed(scale.reshape(-1)).reshape(n, *base.shape)
+    flat_scale = scale.reshape(-1)
 
     def batched(t: float) -> torch.Tensor:
         if t == 0:  # the centre: one forward, not n identical ones
             return phi(point).expand(n)
-        return _phi_along_basis(phi, point, name, base + t * basis)
+        moved = base.reshape(1, n).repeat(n, 1)  # row i moves element i only
+        moved.diagonal().add_(t * flat_scale)
+        return _phi_along_basis(phi, point, name, moved.reshape(n, *base.shape))
 
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
     estimate = _extrapolated(batched, magnitude, reach.to(base.device), centred)

@@ -87,6 +87,26 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    workerinput = getattr(session.config, "workerinput", None)
+    if workerinput:
+        _share_the_cores(int(workerinput.get("workercount", 1)))
+
+
+def _share_the_cores(workers: int) -> None:
+    """Each pytest-xdist worker gets its share of the cores for torch's threads.
+
+    Every worker would otherwise start a thread per core: n workers, n^2 threads on
+    n cores, and the small tensors of a spec pay for the switching. A lower setting
+    (OMP_NUM_THREADS) is kept.
+    """
+    import torch
+
+    share = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    if torch.get_num_threads() > share:
+        torch.set_num_threads(share)
+
+
 class HarnessOptions:
     """The plugin's options, read once and validated (conflicts are UsageErrors)."""
 
