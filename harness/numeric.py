@@ -113,13 +113,13 @@ def partial_derivatives(
     """
     base = point[name]
     n = base.numel()
-    flat_scale = scale.reshape(-1)
+    flat_base, flat_scale = base.reshape(-1), scale.reshape(-1)
+    moved = flat_base.repeat(n, 1)  # row i moves element i only: its diagonal entry
 
     def batched(t: float) -> torch.Tensor:
         if t == 0:  # the centre: one forward, not n identical ones
             return phi(point).expand(n)
-        moved = base.reshape(1, n).repeat(n, 1)  # row i moves element i only
-        moved.diagonal().add_(t * flat_scale)
+        moved.diagonal().copy_(flat_base + t * flat_scale)
         return _phi_along_basis(phi, point, name, moved.reshape(n, *base.shape))
 
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
