@@ -223,6 +223,21 @@ TRICKY: list[Tricky] = [
     ), "prediction == target: a zero slope under curvature, x + h rounding in the steps, "
        "an output far smaller than its Jacobian"),
     Tricky(Spec(
+        name="relu_kink_near_a_step",
+        forward=lambda x, weight, bias: torch.relu(x @ weight.mT + bias),
+        inputs={"x": Input(("N", "I")), "weight": Input(("O", "I")),
+                "bias": Input(("O",), kinks=(0.0,))},
+        dims={"N": (1, 4), "I": (1, 4), "O": (1, 4)},
+        backward={"x": lambda grad, weight, result: (grad * (result > 0)) @ weight,
+                  "weight": lambda grad, x, result: (grad * (result > 0)).mT @ x,
+                  "bias": lambda grad, result: (grad * (result > 0)).sum(0)},
+        examples=[{"x": [[0.0, 0.0, 0.0], [-3.4000000953674316, 7.93359375, 0.0]],
+                   "weight": [[5.044086456298828, 1.8014699220657349, 0.0],
+                              [0.0, 0.0, 0.0]],
+                   "bias": [2.865234375, 0.20000000298023224]}],
+    ), "a pre-activation 0.007 from relu's kink: the coarse oracle steps cross it, the "
+       "finest does not (found by the stress run)"),
+    Tricky(Spec(
         name="zero_gradient", forward=lambda x, y: torch.sin(y) + 0 * x,
         inputs={"x": vector(), "y": vector()},
         backward={"x": lambda grad: torch.zeros_like(grad), "y": lambda grad, y: grad * y.cos()},
