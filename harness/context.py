@@ -135,7 +135,7 @@ class Context:
         spread = {name: torch.zeros(self.values[name].shape) for name in names}
         for dtype in (torch.float64, self.dtype):
             base = self._gradient(self._rounded(dtype), dtype)
-            for _ in range(2):
+            for _ in range(4):
                 moved = self._gradient(self._next_to(dtype, generator), dtype)
                 for name in names:
                     change = (moved[name] - base[name]).abs().double().cpu()
