@@ -40,7 +40,7 @@ def _taylor_one(ctx: Context, name: str) -> Failure | None:
     direction = ctx.direction(name).to(torch.float64)
     gradient_terms = ctx.autograd[name].detach().double() * direction
     slope = float(gradient_terms.sum())
-    phi0, size0 = _phi(ctx, ctx.point64)
+    phi0, size0 = _contracted(ctx, ctx.output64)
     per_step = _gradient_rounding(ctx, name, direction, gradient_terms)
     largest = _largest_step(ctx, name, direction)
     steps, remainders, floors = [], [], []
@@ -122,7 +122,10 @@ def _moved(ctx: Context, name: str, step: torch.Tensor) -> dict[str, torch.Tenso
 def _phi(ctx: Context, values) -> tuple[float, float]:
     """phi in float64 at ``values`` and the size of the terms it sums (its rounding scale)."""
     with torch.no_grad():
-        output = ctx.spec.forward({**values, **ctx.dims})
+        return _contracted(ctx, ctx.spec.forward({**values, **ctx.dims}))
+
+
+def _contracted(ctx: Context, output: torch.Tensor) -> tuple[float, float]:
     terms = ctx.cotangent.double() * output.double()
     return float(terms.sum()), float(terms.abs().sum())
 
