@@ -10,7 +10,7 @@ from functools import cached_property
 
 import torch
 
-from harness import evaluate, numeric
+from harness import evaluate, numeric, rounding
 from harness.compare import SENSITIVITY_FACTOR, Mismatch, compare, tolerances
 from harness.examples import Example, cotangent
 from harness.report import Failure
@@ -18,6 +18,8 @@ from harness.spec import Spec
 
 ELEMENTWISE_ORACLE = 64  # inputs up to this size get every partial derivative
 LOCALISE_LIMIT = 4096  # a failing larger input is localised up to this size
+NEIGHBOURS = 4  # neighbouring inputs sampled by the noise model
+ROUNDED_RUNS = 4  # runs with simulated rounding sampled by the noise model
 
 
 class Discarded(Exception):
@@ -119,40 +121,56 @@ class Context:
 
     @cached_property
     def sensitivity(self) -> dict[str, torch.Tensor]:
-        """How far the gradient moves when every input moves by one ulp of the dtype.
+        """How far rounding in the item's dtype may move a right gradient.
 
-        Rounding inside a low-precision computation acts like such a move
-        (backward stability) — or worse, where an intermediate cancels (1 - s for
-        a saturated sigmoid s). So this takes the larger spread of the float64
-        gradient (the mathematics) and of the gradient computed in the dtype (its
-        rounding, as it changes from one neighbouring input to the next). Zero in
-        float64, where every source is computed in float64 anyway.
+        The largest of three spreads, each from a few runs: the float64 gradient
+        at neighbouring inputs (the mathematics: rounding acts like moving the
+        inputs, by backward stability), the gradient computed in the dtype at
+        neighbouring inputs (its own rounding, as it changes from one input to
+        the next), and the float64 gradient with every operation's result
+        rounded at random to the dtype's precision (intermediates that cancel,
+        like 1 - s for a saturated sigmoid s, or the mean std's backward
+        subtracts). Zero in float64, where every source is computed in float64.
         """
         names = self.spec.differentiable
         if self.dtype == torch.float64:
             return {name: torch.zeros(()) for name in names}
         generator = torch.Generator().manual_seed(self.example.cotangent_seed + 2)
         spread = {name: torch.zeros(self.values[name].shape) for name in names}
+
+        def widen(base, moved):
+            for name in names:
+                change = (moved[name] - base[name]).abs().double().cpu()
+                spread[name] = torch.maximum(spread[name], change)
+
         for dtype in (torch.float64, self.dtype):
             base = self._gradient(self._rounded(dtype), dtype)
-            for _ in range(4):
-                moved = self._gradient(self._next_to(dtype, generator), dtype)
-                for name in names:
-                    change = (moved[name] - base[name]).abs().double().cpu()
-                    spread[name] = torch.maximum(spread[name], change)
+            for _ in range(NEIGHBOURS):
+                widen(base, self._gradient(self._next_to(dtype, generator), dtype))
+            if dtype == torch.float64:
+                for _ in range(ROUNDED_RUNS):
+                    with rounding.SimulatedRounding(self.dtype, generator):
+                        widen(base, self._gradient(self._rounded(dtype), dtype))
         return {name: SENSITIVITY_FACTOR * value for name, value in spread.items()}
 
     def _rounded(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         return {name: value.detach().to(dtype) for name, value in self.values.items()}
 
     def _next_to(self, dtype: torch.dtype, generator) -> dict[str, torch.Tensor]:
-        """Every element moved to a neighbouring float of the item's dtype, up or down."""
+        """Every element moved by one or two floats of the item's dtype, up or down.
+
+        Each element draws its own count: were every element moved by one, the
+        parity of their sum would never change, nor would a mean's rounding error
+        (std of [-10, -9.96]), and a systematic rounding error would look like none.
+        """
         moved = {}
         for name, value in self.values.items():
             value = value.detach()
             up = torch.rand(value.shape, generator=generator) < 0.5
+            twice = (torch.rand(value.shape, generator=generator) < 0.5).to(value.device)
             target = torch.where(up.to(value.device), torch.inf, -torch.inf).to(value.dtype)
-            moved[name] = torch.nextafter(value, target).to(dtype)
+            once = torch.nextafter(value, target)
+            moved[name] = torch.where(twice, torch.nextafter(once, target), once).to(dtype)
         return moved
 
     def _gradient(self, point: dict[str, torch.Tensor], dtype) -> dict[str, torch.Tensor]:

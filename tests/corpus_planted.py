@@ -31,6 +31,7 @@ from harness import CHECKS, Input, Spec
 
 BOTH = ("float64", "float32")
 FLOAT64 = ("float64",)
+FLOAT32 = ("float32",)
 ORACLE = frozenset({"finite_difference", "gradcheck", "taylor"})  # catch a wrong autograd
 
 
@@ -160,6 +161,24 @@ def _tiled_cos(grad, x):
     if n > TILE:
         out[..., TILE:] = grad[..., TILE:] * torch.cos(x[..., TILE - 1 : n - 1])
     return out
+
+
+class StdMeanInBfloat16(Function):
+    """std(x) whose float32 backward takes the mean in bfloat16, as a careless fused
+    kernel might: right in float64, wrong by ~1e-2 relative in float32."""
+
+    @staticmethod
+    def forward(ctx, x):
+        result = torch.std(x)
+        ctx.save_for_backward(x, result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, result = ctx.saved_tensors
+        low = torch.bfloat16 if x.dtype == torch.float32 else x.dtype
+        mean = x.to(low).mean().to(x.dtype)
+        return grad * (x - mean) / ((x.numel() - 1) * result)
 
 
 class SquareDetachedBackward(Function):
@@ -382,6 +401,12 @@ PLANTED: list[Planted] = [
         inputs={"x": vector(-5, 5)},
     ), frozenset({"finite_difference"}), "x", "relative error 1e-6 in a Function's backward",
         FLOAT64),
+    Planted(Spec(
+        name="fn_std_mean_in_bfloat16", forward=lambda x: StdMeanInBfloat16.apply(x),
+        inputs={"x": vector(unique=True)}, dims={"n": (2, 8)},
+    ), frozenset({"finite_difference"}), "x",
+        "a float32-only bug: the backward's intermediate mean is taken in bfloat16 (the noise "
+        "model simulates float32 rounding in float64, so it cannot excuse this)", FLOAT32),
     Planted(Spec(
         name="fn_ignores_upstream_gradient",
         forward=elementwise("SquareIgnoresGrad", lambda x: x**2, lambda x, g: 2 * x),

@@ -271,6 +271,11 @@ TRICKY: list[Tricky] = [
         inputs={"x": Input(("n", 4), low=-100, high=100)}, dims={"n": (1, 1024)},
         backward={"x": lambda grad, x, n: grad.expand_as(x) / n},
     ), "mean over up to 1024 rows, broadcast gradient"),
+    Tricky(Spec(
+        name="std_near_ties", forward=lambda x: torch.std(x + 10),
+        inputs={"x": vector(-0.05, 0.05, unique=True)}, dims={"n": (2, 8)},
+        backward={"x": lambda grad, x, result, n: grad * (x - x.mean()) / ((n - 1) * result)},
+    ), "std of values within 0.1 of 10: the float32 deviations from the mean cancel"),
     # --- softmax, logsumexp, saturation -------------------------------------------------------
     Tricky(Spec(
         name="softmax_saturated", forward=lambda x: torch.softmax(x, -1),

@@ -1,0 +1,90 @@
+"""The simulated rounding of the noise model: what it moves, by how much, and what it leaves."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness import Input, Spec
+from harness.context import Context
+from harness.examples import Example
+from harness.rounding import SimulatedRounding, rounds
+
+UNIT_ROUNDOFF = torch.finfo(torch.float32).eps / 2
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_rounding_op_moves_by_at_most_a_unit_roundoff(seed: int) -> None:
+    x = torch.linspace(1, 2, 100, dtype=torch.float64)
+    with SimulatedRounding(torch.float32, _generator(seed)):
+        moved = torch.exp(x)
+    relative = (moved / torch.exp(x) - 1).abs()
+    assert 0 < float(relative.max()) <= UNIT_ROUNDOFF * (1 + 1e-9)
+    assert float(relative.mean()) > UNIT_ROUNDOFF / 4  # not rounding-free in disguise
+
+
+def test_selections_and_exact_ops_are_left_alone() -> None:
+    x = torch.tensor([3.0, -1.0, 2.0, 2.5], dtype=torch.float64, requires_grad=True)
+    with SimulatedRounding(torch.float32, _generator()):
+        top = x.max()
+        (gradient,) = torch.autograd.grad(top, x)
+        values = torch.sort(x).values
+        copies = (x.clone(), x.abs(), torch.where(x > 0, x, -x), torch.relu(x))
+    assert float(top.detach()) == 3.0
+    # max's backward compares x with max(x): had max moved, the gradient would be 0 or NaN
+    assert gradient[1:].tolist() == [0.0, 0.0, 0.0]
+    assert abs(float(gradient[0]) - 1) <= 2 * UNIT_ROUNDOFF  # it divides and multiplies
+    assert values.tolist() == [-1.0, 2.0, 2.5, 3.0]
+    for copy, exact in zip(copies, (x, x.abs(), x.abs(), x.relu()), strict=True):
+        assert torch.equal(copy, exact)
+
+
+def test_views_and_in_place_results_are_left_alone() -> None:
+    x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    with SimulatedRounding(torch.float32, _generator()):
+        view = x.view(3)
+        x.add_(0.5)
+    assert view.data_ptr() == x.data_ptr()
+    assert x.tolist() == [1.5, 2.5, 3.5]
+
+
+def test_other_dtypes_are_left_alone() -> None:
+    x = torch.linspace(1, 2, 10, dtype=torch.float32)
+    with SimulatedRounding(torch.float32, _generator()):
+        assert torch.equal(torch.exp(x), torch.exp(x.clone()))
+
+
+@pytest.mark.parametrize(("op", "expected"), [
+    (torch.ops.aten.mul.Tensor, True),
+    (torch.ops.aten.sum.dim_IntList, True),
+    (torch.ops.aten.mm.default, True),
+    (torch.ops.aten._softmax_backward_data.default, True),
+    (torch.ops.aten.max.default, False),
+    (torch.ops.aten.sort.default, False),
+    (torch.ops.aten.where.self, False),
+    (torch.ops.aten.view.default, False),
+    (torch.ops.aten.add_.Tensor, False),
+])
+def test_which_ops_round(op, expected: bool) -> None:
+    assert rounds(op) is expected
+
+
+STD = Spec(name="std", forward=lambda x: torch.std(x), inputs={"x": Input(("n",))})
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sensitivity_covers_a_cancelling_intermediate(seed: int) -> None:
+    """float32 std of [-10, -9.96]: the mean's rounding error (half an ulp of 10) moves
+    the deviations by 2.4e-5 relative, and with them torch's gradient. Moving the inputs
+    by an ulp each does not reproduce it; simulated rounding does."""
+    point = torch.tensor([-10.0, -9.960000038146973], dtype=torch.float64)
+    example = Example(dims={"n": 2}, values={"x": point}, cotangent_seed=seed)
+    context = Context(STD, example, "cpu", torch.float32)
+    exact = float(context.cotangent) * torch.tensor([-1.0, 1.0], dtype=torch.float64) / 2**0.5
+    error = (context.autograd["x"].double() - exact).abs()
+    allowed = context.atol * max(float(exact.abs().max()), 1) + context.sensitivity["x"]
+    assert bool((error <= allowed).all()), (error, allowed)
