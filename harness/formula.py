@@ -13,58 +13,15 @@ import ast
 import builtins
 import difflib
 import json
-import math
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
 from harness.errors import SpecError
+from harness.whitelist import ATTRIBUTES, ATTRIBUTES_IN_ORDER, CONSTANTS, FUNCTIONS
 
-__all__ = ["ATTRIBUTES", "CONSTANTS", "FUNCTIONS", "Formula", "compile_formula"]
-
-
-def eye_like(x: torch.Tensor) -> torch.Tensor:
-    """The ``(n, n)`` identity with ``x``'s dtype and device; ``x``'s last two dims are n, n."""
-    if x.ndim < 2 or x.shape[-1] != x.shape[-2]:
-        raise ValueError(f"eye_like needs a square matrix (or batch of them), got shape {x.shape}")
-    return torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-
-
-# Each name maps to the callable of that name in torch, torch.nn.functional or torch.linalg.
-_TORCH = (
-    "abs", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "cos", "cosh", "sin",
-    "sinh", "tan", "tanh", "exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sqrt",
-    "rsqrt", "reciprocal", "square", "pow", "sign", "sgn", "erf", "erfc", "sigmoid", "relu",
-    "clamp", "clip", "minimum", "maximum", "where", "heaviside", "floor", "ceil", "round", "trunc",
-    "frac", "xlogy", "lerp", "hypot", "sum", "mean", "prod", "var", "std", "logsumexp", "cumsum",
-    "cumprod", "amax", "amin", "max", "min", "sort", "numel", "outer", "dot", "inner", "matmul",
-    "mm", "bmm", "mv", "einsum", "kron", "trace", "logdet", "diag", "diagonal", "diag_embed",
-    "tril", "triu", "transpose", "permute", "reshape", "flatten", "squeeze", "unsqueeze",
-    "broadcast_to", "cat", "stack", "flip", "roll", "zeros_like", "ones_like", "full_like"
-)
-_NN = (
-    "logsigmoid", "softplus", "gelu", "silu", "elu", "leaky_relu", "hardtanh", "softmax",
-    "log_softmax", "mse_loss", "cross_entropy", "layer_norm", "linear"
-)
-_LINALG = (
-    "norm", "vector_norm", "matrix_norm", "cross", "inv", "det", "slogdet", "solve", "cholesky",
-    "pinv"
-)
-FUNCTIONS: Mapping[str, Callable[..., Any]] = MappingProxyType({
-    **{name: getattr(torch, name) for name in _TORCH},
-    **{name: getattr(F, name) for name in _NN},
-    **{name: getattr(torch.linalg, name) for name in _LINALG},
-    "expand": torch.broadcast_to,
-    "eye_like": eye_like,
-})
-_ATTRIBUTES = ("T", "mT", "H", "mH", "shape", "ndim", "values", "indices")
-ATTRIBUTES: frozenset[str] = frozenset(_ATTRIBUTES)
-CONSTANTS: Mapping[str, float] = MappingProxyType({"pi": math.pi, "e": math.e, "inf": math.inf})
+__all__ = ["Formula", "compile_formula"]
 
 MAX_LENGTH = 4000
 MAX_DEPTH = 64
@@ -320,7 +277,7 @@ class _Checker:
             self._path(dotted, called=False)
         self.check(node.value)  # first, so the first offence in reading order is reported
         if node.attr not in ATTRIBUTES:
-            allowed = ", ".join(_ATTRIBUTES)
+            allowed = ", ".join(ATTRIBUTES_IN_ORDER)
             guess = _closest(node.attr, ATTRIBUTES)
             hint = f" (did you mean {guess!r}?)" if guess else ""
             raise SpecError(f"attribute {node.attr!r} is not allowed{hint} — a formula can use "

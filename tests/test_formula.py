@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import SpecError
-from harness.formula import ATTRIBUTES, CONSTANTS, FUNCTIONS, Formula, compile_formula
+from harness.formula import Formula, compile_formula
+from harness.whitelist import ATTRIBUTES, CONSTANTS, FUNCTIONS
 
 VARIABLES = ["x", "y", "A", "B", "grad", "result", "n"]
 ELSEWHERE = (

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from harness import Spec, SpecError, load_specs
 from harness.checks import CHECKS
-from harness.formula import CONSTANTS, FUNCTIONS
 from harness.loader import Broken, load_file
 from harness.names import DTYPE_NAMES
 from harness.toml_spec import INPUT_KEYS, SPEC_KEYS
+from harness.whitelist import CONSTANTS, FUNCTIONS
 
 FUZZ = settings(
     max_examples=60, deadline=None, database=None,

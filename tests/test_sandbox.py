@@ -16,7 +16,8 @@ import torch
 
 import harness.formula as formula_module
 from harness.errors import SpecError
-from harness.formula import ATTRIBUTES, CONSTANTS, FUNCTIONS, compile_formula
+from harness.formula import compile_formula
+from harness.whitelist import ATTRIBUTES, CONSTANTS, FUNCTIONS
 
 VARIABLES = ["x", "y", "grad", "result", "n"]
 SENTINEL = "HARNESS_SANDBOX_ESCAPED"
