@@ -6,6 +6,7 @@ only for what it compares.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import cached_property
 
 import torch
@@ -148,10 +149,20 @@ class Context:
             for _ in range(NEIGHBOURS):
                 widen(base, self._gradient(self._next_to(dtype, generator), dtype))
             if dtype == torch.float64:
-                for _ in range(ROUNDED_RUNS):
-                    with rounding.SimulatedRounding(self.dtype, generator):
-                        widen(base, self._gradient(self._rounded(dtype), dtype))
+                for gradient in self._with_simulated_rounding(generator):
+                    widen(base, gradient)
         return {name: SENSITIVITY_FACTOR * value for name, value in spread.items()}
+
+    def _with_simulated_rounding(self, generator) -> Iterator[dict[str, torch.Tensor]]:
+        """The float64 gradient, rerun with the rounding of the item's dtype simulated."""
+        point = self._rounded(torch.float64)
+        for _ in range(ROUNDED_RUNS):
+            try:
+                with rounding.SimulatedRounding(self.dtype, generator):
+                    gradient = self._gradient(point, torch.float64)
+            except Exception:  # an op that refuses a dispatch mode (a compiled kernel):
+                return  # the neighbour samples alone stand for rounding, as they did
+            yield gradient
 
     def _rounded(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         return {name: value.detach().to(dtype) for name, value in self.values.items()}

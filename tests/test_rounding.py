@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from harness import Input, Spec
 from harness.context import Context
@@ -88,3 +89,19 @@ def test_sensitivity_covers_a_cancelling_intermediate(seed: int) -> None:
     error = (context.autograd["x"].double() - exact).abs()
     allowed = context.atol * max(float(exact.abs().max()), 1) + context.sensitivity["x"]
     assert bool((error <= allowed).all()), (error, allowed)
+
+
+def _refuses_dispatch_modes(x: torch.Tensor) -> torch.Tensor:
+    """Like a compiled kernel that a Python dispatch mode cannot enter."""
+    if _get_current_dispatch_mode() is not None:
+        raise RuntimeError("no Python dispatch here")
+    return torch.exp(x)
+
+
+def test_a_forward_that_refuses_simulation_keeps_the_neighbour_model() -> None:
+    spec = Spec(name="compiled", forward=_refuses_dispatch_modes, inputs={"x": Input(("n",))})
+    example = Example(dims={"n": 3}, values={"x": torch.tensor([0.5, 1.0, 2.0],
+                                                               dtype=torch.float64)},
+                      cotangent_seed=0)
+    sensitivity = Context(spec, example, "cpu", torch.float32).sensitivity["x"]
+    assert bool((sensitivity > 0).all())  # exp's neighbours differ: the spread is real
