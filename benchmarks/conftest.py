@@ -89,11 +89,11 @@ def _summarise_ratios(terminalreporter, config: pytest.Config) -> None:
     share one line: there the fixed cost of a call, not the arithmetic, sets the ratio."""
     from harness.bench import (
         OVERHEAD_FACTOR,
-        BenchmarkSkipped,
         call_overhead,
         over_bound,
         overhead_bound,
     )
+    from harness.timing import BenchmarkSkipped
 
     measured = config.stash.get(MEASUREMENTS, [])
     if not measured:

@@ -18,11 +18,10 @@ import pytest
 from harness.bench import (
     DEVICES,
     WARMUP_ROUNDS,
-    BenchmarkSkipped,
     device_skip_reason,
     prepare,
-    time_calls,
 )
+from harness.timing import BenchmarkSkipped, time_calls
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -20,11 +20,11 @@ import pytest
 import torch
 
 from harness import CHECKS, Input, Spec
-from harness.bench import time_calls
 from harness.context import Context
 from harness.evaluate import contracted
 from harness.examples import Example
 from harness.numeric import partial_derivatives
+from harness.timing import time_calls
 
 LARGE = 100_000
 PER_EXAMPLE_TARGET = 20.0

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from harness.bench import (
     DEVICES,
-    BenchmarkSkipped,
     Measurement,
     benchmark_dims,
     device_skip_reason,
@@ -28,6 +27,7 @@ from harness.bench import (
 from harness.errors import HarnessError
 from harness.evaluate import Fault
 from harness.spec import Spec
+from harness.timing import BenchmarkSkipped
 
 RATIO_BOUND = 5.0
 MISSING_MATPLOTLIB = (

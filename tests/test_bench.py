@@ -14,16 +14,15 @@ import torch
 
 from harness import bench
 from harness.bench import (
-    BenchmarkSkipped,
     Measurement,
     benchmark_dims,
     device_skip_reason,
     measure,
     prepare,
-    time_calls,
 )
 from harness.bench_plot import scale_dim, scaled_dims
 from harness.spec import Input, Spec
+from harness.timing import BenchmarkSkipped, time_calls
 
 pytest_plugins = ["pytester"]
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
