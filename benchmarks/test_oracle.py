@@ -5,8 +5,10 @@
    within ``PER_EXAMPLE_TARGET`` times one forward + backward.
 2. The batched full Jacobian (``torch.func.vmap`` over the perturbations) is at least
    as accurate as ``gradcheck(fast_mode=False)`` at 1000 input elements, and the target
-   is ``JACOBIAN_TARGET`` times faster: it is 8-10x from run to run (below the target, an
-   xfail that names the figure).
+   is ``JACOBIAN_TARGET`` times faster. It is met where gradcheck's per-call overhead
+   outweighs the forward's arithmetic (a cubic: ~18x; softmax, a dense Jacobian: ~14x)
+   and not where float64 transcendentals dominate (tanh(x) x + sin(x): 7-9x); below the
+   target the test is an xfail that names the figure.
 
 The targets are asserted only when timing (``pytest --benchmark-only``); plain
 ``pytest`` runs each body once, checks that the oracle is right, and times nothing.
@@ -72,8 +74,9 @@ def test_per_example_cost_does_not_grow_with_size(check, benchmark, request) -> 
     assert failures == [], "\n".join(f.summary for f in failures)
     if not benchmark.enabled:
         return
-    (baseline,) = time_calls([forward_and_backward], min_rounds=20, min_time=0.5)
-    ratio = _median(benchmark) / statistics.median(baseline)
+    # Timed in turns, so that a change in the machine's load moves both alike.
+    ours, baseline = time_calls([one_example, forward_and_backward], min_rounds=20, min_time=1.0)
+    ratio = statistics.median(ours) / statistics.median(baseline)
     benchmark.extra_info.update(elements=LARGE, forward_backward_s=statistics.median(baseline),
                                 ratio_to_forward_backward=ratio)
     assert ratio <= PER_EXAMPLE_TARGET, (
@@ -81,39 +84,66 @@ def test_per_example_cost_does_not_grow_with_size(check, benchmark, request) -> 
         f"(target: at most {PER_EXAMPLE_TARGET:g}x)")
 
 
-def _gradcheck_jacobian(x: torch.Tensor) -> torch.Tensor:
+def cubic(x: torch.Tensor) -> torch.Tensor:
+    return x**3 - 2 * x
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(x, -1)
+
+
+def _softmax_vjp(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    s = softmax(x)
+    return s * (v - (v * s).sum())
+
+
+# (forward, its exact vector-Jacobian product): from cheap arithmetic, where gradcheck's
+# per-call overhead dominates, to a dense Jacobian of exponentials.
+JACOBIAN_FORWARDS = {
+    "cubic": (cubic, lambda v, x: v * (3 * x**2 - 2)),
+    "tanh_x_plus_sin": (smooth, smooth_backward),
+    "softmax": (softmax, _softmax_vjp),
+}
+
+
+def _gradcheck_jacobian(forward, x: torch.Tensor) -> torch.Tensor:
     """gradcheck's numerical Jacobian (slow mode): a central difference with step eps
     per input element, two forwards each, column by column."""
     columns = []
     for i in range(x.numel()):
         step = torch.zeros_like(x)
         step[i] = GRADCHECK_EPS
-        columns.append((smooth(x + step) - smooth(x - step)) / (2 * GRADCHECK_EPS))
+        columns.append((forward(x + step) - forward(x - step)) / (2 * GRADCHECK_EPS))
     return torch.stack(columns, dim=1)
 
 
-def test_batched_jacobian_beats_gradcheck(benchmark) -> None:
+@pytest.mark.parametrize("name", JACOBIAN_FORWARDS)
+def test_batched_jacobian_beats_gradcheck(name, benchmark) -> None:
     """What each needs to judge a backward at one example of 1000 elements: gradcheck the
     whole m x n Jacobian of f, the harness every partial derivative of <v, f> for a random
     cotangent v (one Jacobian row per cotangent, Richardson-extrapolated)."""
+    forward, vjp = JACOBIAN_FORWARDS[name]
+    spec = Spec(name=name, forward=forward, inputs={"x": Input(["n"])})
     x = _example(JACOBIAN_ELEMENTS).values["x"]
     cotangent = torch.randn(x.shape, generator=torch.Generator().manual_seed(2),
                             dtype=torch.float64)
     point, scale = {"x": x}, x.abs().clamp(min=1e-2)
 
-    phi = contracted(SPEC, {"n": JACOBIAN_ELEMENTS}, cotangent, offset=smooth(x))
+    output = forward(x)
+    phi = contracted(spec, {"n": JACOBIAN_ELEMENTS}, cotangent, offset=output)
+    magnitude = float((cotangent.abs() * output.abs()).sum())  # as Context.partials passes
 
     def batched() -> torch.Tensor:
-        return partial_derivatives(phi, point, "x", scale).value
+        return partial_derivatives(phi, point, "x", scale, magnitude, centred=True).value
 
     def gradcheck_slow() -> None:
-        torch.autograd.gradcheck(smooth, (x.clone().requires_grad_(),), fast_mode=False)
+        torch.autograd.gradcheck(forward, (x.clone().requires_grad_(),), fast_mode=False)
 
-    benchmark.group = f"oracle: full Jacobian at {JACOBIAN_ELEMENTS:,} elements"
+    benchmark.group = f"oracle: full Jacobian of {name} at {JACOBIAN_ELEMENTS:,} elements"
     ours = benchmark(batched)
-    exact = smooth_backward(cotangent, x)
+    exact = vjp(cotangent, x)
     our_error = float((ours - exact).abs().max())
-    gradcheck_error = float((cotangent @ _gradcheck_jacobian(x) - exact).abs().max())
+    gradcheck_error = float((cotangent @ _gradcheck_jacobian(forward, x) - exact).abs().max())
     assert our_error <= gradcheck_error, (our_error, gradcheck_error)
     if not benchmark.enabled:
         return
@@ -123,10 +153,12 @@ def test_batched_jacobian_beats_gradcheck(benchmark) -> None:
                                 speedup=speedup, max_error=our_error,
                                 gradcheck_max_error=gradcheck_error)
     if speedup < JACOBIAN_TARGET:
-        # Known and accepted: Richardson costs six forwards per element to gradcheck's two,
-        # bought for three orders of magnitude in accuracy and an error bound. Past the
-        # harness's 64-element cut-off it judges by directional derivatives instead.
-        pytest.xfail(f"the batched Jacobian is {speedup:.1f}x faster than "
+        # Known and accepted (issue 3, blocked): Richardson evaluates the forward on six
+        # batches of n perturbed inputs, three times gradcheck's arithmetic, so where the
+        # forward's arithmetic outweighs gradcheck's per-call overhead the speed-up stays
+        # under 10x on this 2-core CPU. Two step sizes would be faster and lose the error
+        # bound that the tolerance stands on.
+        pytest.xfail(f"the batched Jacobian of {name} is {speedup:.1f}x faster than "
                      f"gradcheck(fast_mode=False) at {JACOBIAN_ELEMENTS:,} elements, not "
                      f"{JACOBIAN_TARGET:g}x; its error is {our_error:.1e} to gradcheck's "
                      f"{gradcheck_error:.1e}")

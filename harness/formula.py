@@ -93,6 +93,7 @@ def _recompile(source: str, variables: tuple[str, ...], what: str) -> Formula:
 def compile_formula(source: str, *, variables: Iterable[str], what: str = "formula") -> Formula:
     """Check ``source`` against the whitelist and compile it; raise SpecError if it breaks a rule.
 
+    >>> import torch
     >>> f = compile_formula("grad * 2 * x", variables=["x", "grad"], what="backward.x")
     >>> sorted(f.names)
     ['grad', 'x']

@@ -91,8 +91,8 @@ def directional_derivative(
     """
 
     def along(t: float) -> torch.Tensor:
-        moved = {name: value + t * direction[name] if name in direction else value
-                 for name, value in point.items()}
+        moved = {name: torch.add(value, direction[name], alpha=t) if name in direction
+                 else value for name, value in point.items()}
         return phi(moved)
 
     moved_size = sum(float(torch.where(d != 0, point[name].abs(), 0).sum())

@@ -89,7 +89,7 @@ def test_message_in_float32_names_the_dtype_and_allows_more() -> None:
     lines = _lines(_wrong_square(examples=[{"x": [1.5, -2.0]}]), dtype=torch.float32)
     assert lines[0].startswith("Gradient of 'x' is wrong in spec 'wrong_square' "
                                "[analytic, cpu, float32]")
-    assert lines[3] == "Greatest absolute difference: 3.56173 at index (1,) (up to 0.0001 allowed)"
+    assert lines[3] == "Greatest absolute difference: 3.56173 at index (1,) (up to 9.7e-05 allowed)"
 
 
 def test_message_of_a_bare_failure_has_no_empty_sections() -> None:
