@@ -157,11 +157,10 @@ class Context:
 
     def _with_simulated_rounding(self, generator) -> Iterator[dict[str, torch.Tensor]]:
         """The float64 gradient, rerun with the rounding of the item's dtype simulated."""
-        point = self._rounded(torch.float64)
         for _ in range(ROUNDED_RUNS):
             try:
                 with rounding.SimulatedRounding(self.dtype, generator):
-                    gradient = self._gradient(point, torch.float64)
+                    gradient = self._gradient(self.point64, torch.float64)
             except Exception:  # an op that refuses a dispatch mode (a compiled kernel):
                 return  # the neighbour samples alone stand for rounding, as they did
             yield gradient

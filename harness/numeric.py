@@ -189,7 +189,9 @@ def _richardson(
     # x + t d rounds, so the steps taken are t + e and -t + e' with |e|, |e'| up to
     # eps |x| / |d|: an error of phi'' (e + e') / 2, felt where the slope is exactly
     # zero (mean((p - t)^2) at p = t).
-    curvature = (plus[0] - 2 * centre + minus[0]).abs() / steps[0] ** 2
+    # |phi(x + h) - 2 phi(x) + phi(x - h)| / h: how far the one-sided slopes differ.
+    jumps = [((p - 2 * centre + m) / h).abs() for p, m, h in zip(plus, minus, steps)]
+    curvature = jumps[0] / steps[0]
     noise = noise + 4 * EPS64 * reach * curvature
     error = (second - first[1]).abs() + noise
     # Richardson assumes an h^2 error; where the differences shrink slower (a
@@ -197,12 +199,12 @@ def _richardson(
     coarse, fine = (central[0] - central[1]).abs(), (central[1] - central[2]).abs()
     slow = (fine > 100 * noise) & (coarse < 3 * fine)
     error = torch.where(slow, error + 2 * fine, error)
-    smooth = _one_sided_agree(plus, minus, centre, steps, noise)
-    clear = ~_kink_between_steps(plus, minus, centre, steps, noise)
+    smooth = _one_sided_agree(jumps, noise)
+    clear = ~_kink_between_steps(jumps, noise)
     return Estimate(second, error, smooth), clear
 
 
-def _kink_between_steps(plus, minus, centre, steps, noise) -> torch.Tensor:
+def _kink_between_steps(jumps: list[torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
     """A kink that the coarser steps cross and the finer do not (relu of a
     pre-activation 0.007 from 0, a step of 0.017): the finest one-sided
     differences agree, but Richardson mixes the crossed steps in.
@@ -212,15 +214,12 @@ def _kink_between_steps(plus, minus, centre, steps, noise) -> torch.Tensor:
     as a step stops crossing a kink (or at an inflection point, which smaller
     steps settle). Where it does, the caller retries with smaller steps.
     """
-    jumps = [((p - 2 * centre + m) / h).abs() for p, m, h in zip(plus, minus, steps)]
     falls = [after + 100 * noise < 0.375 * before for before, after in pairwise(jumps)]
     return torch.stack(falls).any(dim=0)
 
 
-def _one_sided_agree(plus, minus, centre, steps, noise) -> torch.Tensor:
+def _one_sided_agree(jumps: list[torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
     """One-sided slopes differ by O(h) where smooth and by a fixed jump at a kink."""
-    jump_coarse = (plus[0] - 2 * centre + minus[0]) / steps[0]
-    jump_fine = (plus[-1] - 2 * centre + minus[-1]) / steps[-1]
-    shrinks = jump_fine.abs() <= 0.5 * jump_coarse.abs()
-    negligible = jump_fine.abs() <= 100 * noise
+    shrinks = jumps[-1] <= 0.5 * jumps[0]
+    negligible = jumps[-1] <= 100 * noise
     return shrinks | negligible

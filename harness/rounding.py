@@ -17,6 +17,8 @@ True
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
@@ -47,6 +49,7 @@ ROUNDING = frozenset({
 })
 
 
+@cache  # called for every op of every simulated run
 def rounds(func) -> bool:
     """Whether an aten op's result is rounded (a view or an in-place result never is)."""
     if func.is_view or func._schema.is_mutable:
