@@ -241,8 +241,8 @@ def test_files_outside_spec_folders_and_private_files_are_not_collected(pytester
         pytest.param(["--harness-devices=,"],
                      "--harness-devices is empty — give at least one of cpu, cuda",
                      id="only-commas"),
-        pytest.param(["--harness-max-examples=0"],
-                     "--harness-max-examples=0 must be at least 1", id="max-examples"),
+        pytest.param(["--harness-max-examples=-1"],
+                     "--harness-max-examples=-1 must be at least 0*", id="max-examples"),
     ],
 )
 def test_bad_option_is_a_usage_error(seed_specs, args, message):
@@ -325,7 +325,7 @@ def test_failure_report_sections(pytester, write):
         "Failing example (examples[[]0[]] of the spec): n=2; x=[[]1.5, -2.0[]]",
         "Spec: specs/wrong.toml:1",
         'Reproduce: pytest "specs/wrong.toml::wrong_sections::analytic[[]cpu-float64[]]" '
-        "--harness-seed=11 --hypothesis-profile=dev",
+        "--harness-seed=11 --harness-max-examples=5 --hypothesis-profile=dev",
     ], consecutive=True)
 
 
