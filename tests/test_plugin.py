@@ -242,7 +242,8 @@ def test_files_outside_spec_folders_and_private_files_are_not_collected(pytester
                      "--harness-devices is empty — give at least one of cpu, cuda",
                      id="only-commas"),
         pytest.param(["--harness-max-examples=-1"],
-                     "--harness-max-examples=-1 must be at least 0*", id="max-examples"),
+                     "--harness-max-examples=-1 must be at least 0 (0 runs the specs' explicit "
+                     "examples only)", id="max-examples"),
     ],
 )
 def test_bad_option_is_a_usage_error(seed_specs, args, message):
