@@ -18,7 +18,7 @@ import torch
 from harness import evaluate
 from harness.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
 from harness.compare import Mismatch, judged
-from harness.examples import Example, cotangent
+from harness.examples import Example, cotangent, describe_tensor
 from harness.noise import NoiseModel, Quantity, Values
 from harness.oracle import Oracle
 from harness.report import Failure
@@ -175,4 +175,5 @@ class Case:
             explicit=self.example.index,
             location=self.spec.location,
             input=name,
+            cotangent=describe_tensor(self.cotangent, digits=8),  # as the table shows values
         )

@@ -324,6 +324,7 @@ def test_failure_report_sections(pytester, write):
         "*",
         "*",
         "Failing example (examples[[]0[]] of the spec): n=2; x=[[]1.5, -2.0[]]",
+        "Cotangent (grad): [[]*, *[]]",
         "Spec: specs/wrong.toml:1",
         'Reproduce: pytest "specs/wrong.toml::wrong_sections::analytic[[]cpu-float64[]]" '
         "--harness-seed=11 --harness-max-examples=5 --hypothesis-profile=dev",

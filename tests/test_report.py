@@ -39,6 +39,7 @@ def test_message_for_an_explicit_example() -> None:
         "   (1,)    -3.5617298   -7.1234596   -7.1234596",
         "   (0,)    2.9663096    5.9326193    5.9326193",
         "Failing example (examples[0] of the spec): n=2; x=[1.5, -2.0]",
+        "Cotangent (grad): [1.9775398, 1.7808649]",  # analytic = grad * x = 2.9663096
         f"Spec: {spec.location}",
     ]
 
@@ -56,6 +57,7 @@ def test_message_for_a_shrunk_example_ends_with_how_to_reproduce_it() -> None:
         "   index   analytic    autograd    finite difference",
         "   (0,)    1.9775398   3.9550795   3.9550795",
         "Minimal failing example (after shrinking): n=1; x=[1.0]",
+        "Cotangent (grad): [1.9775398]",
         f"Spec: {spec.location}",
         "Reproduce: verify(spec, checks=['analytic'], device='cpu', dtype=torch.float64, "
         "seed=0)",
@@ -85,7 +87,8 @@ def test_message_for_a_large_input_summarises_it_and_lists_the_worst_five() -> N
     ]
     assert lines[11] == ("Minimal failing example (after shrinking): n=100; "
                          "x=<(100,) tensor, min=-9.911, max=9.974, mean=-0.3644>")
-    assert len(lines) == 14
+    assert lines[12].startswith("Cotangent (grad): <(100,) tensor, min=")
+    assert len(lines) == 15
 
 
 def test_message_in_float32_names_the_dtype_and_allows_more() -> None:
