@@ -42,21 +42,16 @@ class AllowanceError(HarnessError, RuntimeError):
 
 @dataclass(frozen=True)
 class Allowance:
-    """Named, non-negative per-element terms; their sum is what a difference may reach."""
+    """Named, non-negative per-element terms; their sum is what a difference may reach.
+
+    ``of`` and ``plus`` check each term they are given (``AllowanceError``).
+    """
 
     terms: tuple[tuple[str, torch.Tensor], ...] = ()
 
-    def __post_init__(self) -> None:
-        for name, value in self.terms:
-            if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
-                raise AllowanceError(
-                    f"harness bug: the allowance term {name!r} is {_worst(value)} — "
-                    f"please report it with the spec and the Reproduce line"
-                )
-
     @classmethod
     def of(cls, **terms: torch.Tensor | float) -> Allowance:
-        """An allowance from keyword terms (zero terms are kept out)."""
+        """An allowance from keyword terms."""
         return cls().plus(**terms)
 
     def plus(self, **terms: torch.Tensor | float) -> Allowance:
@@ -64,10 +59,10 @@ class Allowance:
         merged = dict(self.terms)
         for name, value in terms.items():
             tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
+            _check_term(name, tensor)
             if name in merged:
                 tensor = merged[name] + tensor
-            if bool((tensor != 0).any()) or not bool(torch.isfinite(tensor).all()):
-                merged[name] = tensor
+            merged[name] = tensor
         return Allowance(tuple(merged.items()))
 
     @property
@@ -84,10 +79,9 @@ class Allowance:
         This is how a per-element allowance judges a directional derivative.
         """
         weights = direction.detach().abs().to(torch.float64).cpu()
-        return Allowance.of(**{
-            name: (value.expand_as(weights) * weights).sum() if weights.numel() else 0.0
-            for name, value in self
-        })
+        return Allowance(tuple(
+            (name, value * weights.sum() if value.dim() == 0 else (value * weights).sum())
+            for name, value in self))
 
     def breakdown(self, index: tuple[int, ...] = ()) -> str:
         """The terms at ``index``, large first: ``'tolerance 2 + oracle 0.5'`` (a lone term
@@ -106,6 +100,14 @@ class Allowance:
 
     def __contains__(self, name: str) -> bool:
         return any(term == name for term, _ in self.terms)
+
+
+def _check_term(name: str, value: torch.Tensor) -> None:
+    if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
+        raise AllowanceError(
+            f"harness bug: the allowance term {name!r} is {_worst(value)} — "
+            f"please report it with the spec and the Reproduce line"
+        )
 
 
 def _at(value: torch.Tensor, index: tuple[int, ...]) -> float:
@@ -153,10 +155,12 @@ class Tolerance:
                    nondet_tol=nondet_tol)
 
     def floor(self, expected: torch.Tensor) -> Allowance:
-        """The floor's terms for values like ``expected`` (shaped like it); an expected
-        value that is not finite gets none (its difference is NaN or inf: a mismatch)."""
+        """The floor's terms for values like ``expected``; an expected value that is not
+        finite gets none (its difference is NaN or inf: a mismatch anyway)."""
         magnitude = expected.detach().abs().to(torch.float64).cpu()
         magnitude = torch.where(torch.isfinite(magnitude), magnitude, 0.0)
-        full = torch.ones_like(magnitude)
-        return Allowance.of(tolerance=self.rtol * magnitude + self.atol * full,
-                            underflow=self.underflow * full, nondet_tol=self.nondet_tol * full)
+        terms = [("tolerance", self.rtol * magnitude + self.atol),
+                 ("underflow", torch.tensor(self.underflow, dtype=torch.float64))]
+        if self.nondet_tol:
+            terms.append(("nondet_tol", torch.tensor(self.nondet_tol, dtype=torch.float64)))
+        return Allowance(tuple(terms))

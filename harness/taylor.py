@@ -63,7 +63,10 @@ class _Walk:
     size0: float
 
     def floors(self, phi_noise: float, per_step: float, underflow: float) -> list[float]:
-        return [EVALUATION_ULPS * EPS64 * (self.size0 + size) + EVALUATIONS * phi_noise
+        """The floor at each step: the rounding of phi's two evaluations (at the scale of
+        the terms they sum, or as measured where that is larger — two estimates of the
+        same rounding, so the larger stands), plus the gradient's allowance t-linearly."""
+        return [max(EVALUATION_ULPS * EPS64 * (self.size0 + size), EVALUATIONS * phi_noise)
                 + GRADIENT_ROOM * t * per_step + underflow
                 for t, size in zip(self.steps, self.sizes)]
 
