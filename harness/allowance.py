@@ -127,9 +127,10 @@ class Tolerance:
 
     By default ``rtol`` is FLOOR_ULPS units in the last place of the dtype and
     ``atol`` is 0; a spec's ``tolerances`` for the dtype replace them (to accept an
-    approximate gradient). Two terms join every allowance: ``underflow`` (values
-    within a rounding error of the smallest normal number carry no relative
-    precision) and the spec's ``nondet_tol`` (nondeterministic kernels).
+    approximate gradient). Two terms join every allowance: ``underflow`` (below
+    the smallest normal number a value has lost its relative precision, as a
+    subnormal or flushed to zero: differences up to it are no evidence) and the
+    spec's ``nondet_tol`` (nondeterministic kernels).
 
     >>> import torch
     >>> floor = Tolerance.of(torch.float64).floor(torch.tensor([1.0, -4.0]))
@@ -151,7 +152,7 @@ class Tolerance:
         info = torch.finfo(dtype)
         declared = declared or {}
         return cls(rtol=declared.get("rtol", FLOOR_ULPS * info.eps),
-                   atol=declared.get("atol", 0.0), underflow=info.tiny / info.eps,
+                   atol=declared.get("atol", 0.0), underflow=info.tiny,
                    nondet_tol=nondet_tol)
 
     def floor(self, expected: torch.Tensor) -> Allowance:

@@ -45,7 +45,7 @@ class Case:
             dtype, spec.tolerances.get(str(dtype).removeprefix("torch.")), spec.nondet_tol)
         self.oracle = Oracle(self)
         self._noise = NoiseModel(self.values, dtype, seed=example.cotangent_seed + 2)
-        self._rounding: dict[tuple[str, bool], dict[str, torch.Tensor]] = {}
+        self._rounding: dict[tuple[str, bool, bool], dict[str, torch.Tensor]] = {}
 
     # --- the gradient sources -----------------------------------------------------------------
 
@@ -106,14 +106,17 @@ class Case:
 
     def rounding(
         self, source: str, quantity: Quantity | None = None, *, in_float64: bool = False,
+        neighbours: bool = True,
     ) -> dict[str, torch.Tensor]:
         """The rounding noise of a source, per element, measured once: of 'autograd',
         'formula', 'reference' or 'output' (the methods ``<source>_at``), or of
-        ``quantity`` under the name ``source``; in the item's dtype, or in float64."""
-        key = (source, in_float64 or self.dtype == torch.float64)
+        ``quantity`` under the name ``source``; in the item's dtype, or in float64;
+        ``neighbours`` as for ``NoiseModel.measure``."""
+        key = (source, in_float64 or self.dtype == torch.float64, neighbours)
         if key not in self._rounding:
             model = self._noise64 if key[1] else self._noise
-            self._rounding[key] = model.measure(quantity or getattr(self, f"{source}_at"))
+            self._rounding[key] = model.measure(quantity or getattr(self, f"{source}_at"),
+                                                neighbours=neighbours)
         return self._rounding[key]
 
     @cached_property

@@ -45,9 +45,9 @@ RATES_JUDGED = 2  # the last rates, at the smallest clear steps, are the asympto
 # each off by a few ulps of the terms it adds: 2 x 4 ulps.
 EVALUATION_ULPS = 8
 # The remainder holds t <e, u> for the gradient's rounding error e: bounded by the
-# gradient's allowance projected on |u|, taken with room (the allowance bounds each
-# element; the remainder is one draw of their sum).
-GRADIENT_ROOM = 8.0
+# gradient's allowance projected on |u| (whose floor is two ulps: a comparison of two
+# sides), with room: 4 x 2 ulps, the 8 ulps of one side's rounding the test always took.
+GRADIENT_ROOM = 4.0
 # Each of phi's two evaluations in a remainder carries the forward's measured noise.
 EVALUATIONS = 2
 
