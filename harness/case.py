@@ -24,13 +24,6 @@ from harness.oracle import Oracle
 from harness.report import Failure
 from harness.spec import Spec
 
-# With a reference, an implementation may err against the float64 reference by
-# this many times the reference's own error in the item's dtype (flash-attention's
-# tests use 2): it is allowed to round as badly as the reference, with room for
-# rounding differently.
-REFERENCE_FACTOR = 2.0
-SOURCES = ("autograd", "formula", "reference", "output")
-
 
 class Case:
     """One example of ``spec`` on ``device`` in ``dtype``."""
