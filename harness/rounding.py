@@ -7,17 +7,20 @@ rounding does to them, intermediates included (the mean that std's backward
 subtracts), and cannot excuse a low-precision kernel that is wrong: it never
 runs one. How an operation's error is simulated depends on what it is:
 
-- an *accumulation* (sums, means, matrix products, convolutions) errs by up to
+- an *accumulation* (sums, means, matrix products, convolutions and their
+  backward passes, pooling) errs by up to
   ``u * op(|args|)`` — the sum of the magnitudes it adds, which its partial sums
   round at, not only the size of the result (``x - x.mean()`` where the sum cancels);
 - a *composite* with a decomposition in ``torch._decomp`` (softmax and its
-  backward, the norms, the losses, var/std, logsumexp) runs decomposed, so that
-  its inner operations round one by one (the ``grad - sum(grad * s)`` inside
-  softmax's backward cancels);
-- any other rounding operation errs relatively: its result times ``1 + u r``;
-- views, in-place results, selections (max, sort, indexing) and exact operations
-  (abs, where, clamp, relu, ...) are left alone: moving a maximum would break the
-  backward that compares it with its input.
+  backward, the norms, the losses, var/std, logsumexp, GELU and the other
+  activations and their backward passes) runs decomposed, so that its inner
+  operations round one by one (the ``grad - sum(grad * s)`` inside softmax's
+  backward cancels, and so does GELU's ``1 + erf(x / sqrt 2)`` below 0);
+- views, in-place results, copies and selections (max, sort, indexing, cat) and
+  exact operations (abs, where, clamp, relu, ...) are left alone: moving a maximum
+  would break the backward that compares it with its input;
+- any other operation errs relatively: its result times ``1 + u r`` (an op the
+  lists do not know is taken to round: the safe side for an allowance).
 
 >>> import torch
 >>> x = torch.tensor([-10.0, -9.96], dtype=torch.float64)
@@ -46,24 +49,61 @@ EXACT_POINTWISE = frozenset({
     "neg", "nextafter", "relu", "relu6", "remainder", "round", "sgn", "sign", "signbit",
     "softshrink", "threshold", "threshold_backward", "trunc", "where",
 })
-# Sums of products: each output element errs by up to u times the sum of the
-# magnitudes it accumulates, which the same op over |args| computes.
+# Other ops whose result is a copy, a selection or a constant: exact. Any op in
+# neither list is assumed to round (relatively), the safe side for an allowance.
+STRUCTURAL = frozenset({
+    "_to_copy", "copy", "lift_fresh_copy", "alias_copy", "detach_copy", "cat", "stack",
+    "index", "index_select", "gather", "scatter", "scatter_reduce", "masked_select",
+    "masked_scatter", "take", "take_along_dim", "index_put", "index_fill", "repeat",
+    "repeat_interleave", "roll", "flip", "rot90", "tril", "triu", "diag", "diag_embed",
+    "diagonal_scatter", "slice_scatter", "select_scatter", "as_strided_scatter",
+    "constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+    "replication_pad1d", "replication_pad2d", "replication_pad3d", "narrow_copy",
+    "select_backward", "slice_backward", "diagonal_backward", "embedding",
+    "one_hot", "fill", "zeros_like", "ones_like", "empty_like", "full_like", "new_zeros",
+    "new_ones", "new_empty", "new_full", "zeros", "ones", "empty", "full", "scalar_tensor",
+    "empty_strided", "new_empty_strided", "amax", "amin", "aminmax", "max", "min", "sort",
+    "topk", "kthvalue", "median", "nanmedian", "mode", "argmax", "argmin", "argsort",
+    "msort", "cummax", "cummin", "max_pool2d_with_indices", "max_pool3d_with_indices",
+    "adaptive_max_pool2d", "adaptive_max_pool3d", "max_unpool2d", "max_unpool3d",
+    "value_selecting_reduction_backward", "masked_fill", "expand_copy", "permute_copy",
+    "t_copy", "transpose_copy", "squeeze_copy", "unsqueeze_copy", "view_copy",
+    "_unsafe_view", "unfold_copy", "split_with_sizes_copy", "unbind_copy", "clone",
+    "_local_scalar_dense", "isin", "searchsorted", "bucketize", "unique_dim",
+    "_unique2", "nonzero", "count_nonzero", "any", "all", "logical_not",
+    "_efficientzerotensor", "is_same_size", "_has_same_storage_numel",
+})
+# Sums of products: each output errs by up to u times the sum of the magnitudes it
+# accumulates, which the same op over |args| computes (one op, however many terms).
 ACCUMULATIONS = frozenset({
     "sum", "nansum", "mean", "cumsum", "mm", "bmm", "addmm", "addmv", "addbmm", "baddbmm",
-    "mv", "dot", "vdot", "convolution",
+    "mv", "dot", "vdot", "convolution", "convolution_backward", "avg_pool1d", "avg_pool2d",
+    "avg_pool3d", "avg_pool2d_backward", "avg_pool3d_backward",
+    "_adaptive_avg_pool2d_backward", "_adaptive_avg_pool3d", "_adaptive_avg_pool3d_backward",
+    "scatter_add", "trace", "linalg_vecdot", "max_pool2d_with_indices_backward",
+    "max_pool3d_with_indices_backward", "col2im", "im2col",
 })
-# Composite ops run decomposed where torch._decomp has a decomposition; the rest
-# round relatively. Selections (max, sort, index) are left out on purpose.
+# Composite ops that run decomposed (where torch._decomp has a decomposition), so
+# that their inner operations round one by one: the cancellations inside softmax's
+# backward, layer norm, GELU's Phi(x) = (1 + erf(x / sqrt 2)) / 2.
 COMPOSITES = frozenset({
     "prod", "std", "var", "std_mean", "var_mean", "norm", "linalg_vector_norm", "logsumexp",
     "cumprod", "logcumsumexp", "_softmax", "_log_softmax", "_softmax_backward_data",
     "_log_softmax_backward_data", "native_layer_norm", "native_layer_norm_backward",
     "native_group_norm", "native_group_norm_backward", "native_batch_norm",
     "native_batch_norm_backward", "_native_batch_norm_legit", "_fused_rms_norm",
-    "_fused_rms_norm_backward", "convolution_backward", "_cdist_forward", "_cdist_backward",
-    "_euclidean_dist", "dist", "mse_loss", "mse_loss_backward", "binary_cross_entropy",
+    "_fused_rms_norm_backward", "_cdist_forward", "_cdist_backward", "_euclidean_dist",
+    "dist", "mse_loss", "mse_loss_backward", "binary_cross_entropy",
     "binary_cross_entropy_backward", "smooth_l1_loss", "smooth_l1_loss_backward",
-    "huber_loss", "huber_loss_backward",
+    "huber_loss", "huber_loss_backward", "nll_loss_forward", "nll_loss_backward",
+    "nll_loss2d_forward", "nll_loss2d_backward", "embedding_dense_backward", "index_add",
+    "_adaptive_avg_pool2d", "upsample_bilinear2d", "upsample_linear1d", "grid_sampler_2d",
+    "gelu", "gelu_backward", "silu", "silu_backward", "softplus", "softplus_backward", "elu",
+    "elu_backward", "celu", "selu", "mish", "mish_backward", "hardswish",
+    "hardswish_backward", "hardsigmoid", "hardsigmoid_backward", "log_sigmoid_forward",
+    "log_sigmoid_backward", "logit", "logit_backward", "tanh_backward", "sigmoid_backward",
+    "addcmul", "addcdiv", "lerp", "xlogy", "special_xlog1py", "logaddexp", "logaddexp2",
+    "sinc", "special_entr", "special_log_ndtr",
 })
 
 
@@ -83,13 +123,13 @@ def treatment(func) -> str:
     if func.is_view or func._schema.is_mutable:
         return "exact"  # it aliases another tensor, which moving it would move too
     name = func.overloadpacket.__name__
-    if torch.Tag.pointwise in func.tags:
-        return "exact" if name in EXACT_POINTWISE else "relative"
+    if name in EXACT_POINTWISE or name in STRUCTURAL:
+        return "exact"
     if name in ACCUMULATIONS:
         return "accumulation"
-    if name in COMPOSITES:
-        return "decomposed" if func in decomposition_table else "relative"
-    return "exact"
+    if name in COMPOSITES and func in decomposition_table:
+        return "decomposed"
+    return "relative"
 
 
 def rounds(func) -> bool:
@@ -116,10 +156,10 @@ class SimulatedRounding(TorchDispatchMode):
         result = func(*args, **kwargs)
         if how == "relative":
             return tree_map(self._relative, result)
-        if how == "accumulation" and _is_float64(result):
+        if how == "accumulation":
             magnitude = func(*tree_map(_magnitude, args),
                              **{k: _magnitude(v, k in _FACTORS) for k, v in kwargs.items()})
-            return self._absolute(result, magnitude)
+            return tree_map(self._absolute, result, magnitude)
         return result
 
     def _noise(self, value: torch.Tensor) -> torch.Tensor:
@@ -132,21 +172,27 @@ class SimulatedRounding(TorchDispatchMode):
             return value
         return value * (1 + self._noise(value))
 
-    def _absolute(self, value: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+    def _absolute(self, value, magnitude):
+        if not _is_float64(value):
+            return value
         return value + self._noise(value) * magnitude
 
 
 def _is_float64(value) -> bool:
-    return isinstance(value, torch.Tensor) and value.dtype == torch.float64
+    """A dense float64 tensor with storage (not a ZeroTensor: forward AD's zero tangents
+    have none, and arithmetic on one crashes)."""
+    return (isinstance(value, torch.Tensor) and value.dtype == torch.float64
+            and value.layout == torch.strided and not value._is_zerotensor())
 
 
 _FACTORS = ("alpha", "beta")  # addmm's and baddbmm's scalar factors, keyword-only in aten
 
 
 def _magnitude(value, factor: bool = False):
-    """|value| for tensors and scalar factors; other arguments (dims, flags) as they are."""
+    """|value| for floating tensors and scalar factors; other arguments (dims, flags,
+    indices) as they are."""
     if isinstance(value, torch.Tensor):
-        return value.abs()
+        return value.abs() if value.is_floating_point() else value
     if isinstance(value, float) or (factor and isinstance(value, int)):
         return abs(value)
     return value

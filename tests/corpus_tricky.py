@@ -357,6 +357,22 @@ TRICKY: list[Tricky] = [
         inputs={"x": Input(("n", "n"), unique=True)}, dims={"n": (1, 5)},
     ), "the max-norm: a selection, which simulated rounding must leave exact (it once made "
        "the gradient NaN)"),
+    Tricky(Spec(
+        name="conv1d_bias",
+        forward=lambda x, weight, bias: nn.functional.conv1d(x, weight, bias),
+        inputs={"x": Input(("N", 2, "L")), "weight": Input((2, 2, 3), low=-1, high=1),
+                "bias": Input((2,), low=-1, high=1)},
+        dims={"N": (1, 4), "L": (3, 16)},
+    ), "the bias gradient sums N (L - 2) cotangent entries inside convolution_backward, "
+       "whatever the inputs: only the op's own accumulation rounds it (a stress-run false "
+       "positive in float32)"),
+    Tricky(Spec(
+        name="gelu_left_tail", forward=nn.functional.gelu, inputs={"x": vector(-3, -0.5)},
+        backward={"x": lambda grad, x: grad * (0.5 * (1 + torch.erf(x / 2**0.5))
+                                               + x * torch.exp(-x**2 / 2) / (2 * torch.pi)**0.5)},
+        examples=[{"x": [-1.3992871046066284]}],
+    ), "GELU below 0: its backward computes (1 + erf(x / sqrt 2)) / 2, which cancels, and "
+       "x phi(x) cancels it again near -1.4 (a stress-run false positive in float32)"),
     # --- ill-conditioned domains -----------------------------------------------------------------
     Tricky(Spec(
         name="logcosh_near_zero", forward=_logcosh,

@@ -9,7 +9,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 from harness import Input, Spec
 from harness.case import Case
 from harness.examples import Example
-from harness.rounding import SimulatedRounding, rounds, unit_roundoff
+from harness.rounding import SimulatedRounding, rounds, treatment, unit_roundoff
 
 UNIT_ROUNDOFF = unit_roundoff(torch.float32)
 
@@ -72,6 +72,57 @@ def test_other_dtypes_are_left_alone() -> None:
 ])
 def test_which_ops_round(op, expected: bool) -> None:
     assert rounds(op) is expected
+
+
+@pytest.mark.parametrize(("op", "how"), [
+    (torch.ops.aten.exp.default, "relative"),
+    (torch.ops.aten.mm.default, "accumulation"),
+    (torch.ops.aten.convolution_backward.default, "accumulation"),
+    (torch.ops.aten.gelu_backward.default, "decomposed"),
+    (torch.ops.aten.softplus_backward.default, "decomposed"),  # not tagged pointwise
+    (torch.ops.aten._cdist_forward.default, "relative"),  # no decomposition
+    (torch.ops.aten.upsample_nearest2d.default, "relative"),  # unknown: taken to round
+    (torch.ops.aten.amax.default, "exact"),
+    (torch.ops.aten.cat.default, "exact"),
+])
+def test_how_each_kind_of_op_rounds(op, how: str) -> None:
+    assert treatment(op) == how
+
+
+def test_an_accumulation_rounds_at_the_size_of_what_it_adds() -> None:
+    """A convolution's bias gradient sums the cotangent: 0 + ... cancels, each term rounds."""
+    grad = torch.tensor([[[1e8, 1.0, -1e8]]], dtype=torch.float64)
+    x, w = torch.ones(1, 1, 3, dtype=torch.float64), torch.ones(1, 1, 1, dtype=torch.float64)
+    exact = torch.ops.aten.convolution_backward(grad, x, w, [1], [1], [0], [1], False, [0], 1,
+                                                [False, False, True])[2]
+    with SimulatedRounding(UNIT_ROUNDOFF, _generator()):
+        moved = torch.ops.aten.convolution_backward(grad, x, w, [1], [1], [0], [1], False,
+                                                    [0], 1, [False, False, True])[2]
+    assert float(exact) == 1.0
+    assert 0.1 * UNIT_ROUNDOFF * 2e8 < abs(float(moved - exact)) <= UNIT_ROUNDOFF * (2e8 + 1)
+
+
+def test_a_composite_rounds_inside_where_it_cancels() -> None:
+    """GELU's backward at -1.4: Phi(x) = (1 + erf(x / sqrt 2)) / 2 cancels, then x phi(x)."""
+    x = torch.tensor([-1.3992871046066284], dtype=torch.float64)
+    grad = torch.ones_like(x)
+    exact = torch.ops.aten.gelu_backward(grad, x)
+    spread = 0.0
+    for seed in range(4):
+        with SimulatedRounding(UNIT_ROUNDOFF, _generator(seed)):
+            spread = max(spread, float((torch.ops.aten.gelu_backward(grad, x) - exact).abs()))
+    assert spread > 2 * UNIT_ROUNDOFF * float(exact.abs())  # more than one rounding at the end
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script:DeprecationWarning")  # forward AD's
+def test_forward_mode_zero_tangents_are_left_alone() -> None:
+    import torch.autograd.forward_ad as forward_ad
+
+    x = torch.tensor([0.3, -0.7], dtype=torch.float64)
+    with SimulatedRounding(UNIT_ROUNDOFF, _generator()), forward_ad.dual_level():
+        dual = forward_ad.make_dual(x, torch.ones_like(x))
+        tangent = forward_ad.unpack_dual(dual * x.new_tensor(2.0) + x).tangent
+    assert torch.allclose(tangent, torch.full_like(x, 2.0), rtol=1e-6)
 
 
 STD = Spec(name="std", forward=lambda x: torch.std(x), inputs={"x": Input(("n",))})
