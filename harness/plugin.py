@@ -26,8 +26,8 @@ from hypothesis import Verbosity, settings
 from hypothesis.errors import InvalidArgument
 
 from harness._compat import hypothesis_statistics, matches_python_files
+from harness.discovery import is_spec_file
 from harness.errors import GradientMismatch, SpecError
-from harness.loader import is_spec_file
 from harness.names import CHECK_DESCRIPTIONS, CHECK_NAMES, DTYPE_NAMES
 from harness.project import spec_roots
 
@@ -439,8 +439,12 @@ class BrokenBenchmarkItem(BrokenSpecItem):
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
-    """``-v`` shows the examples a harness item ran and discarded beside its outcome."""
-    if report.when != "call" or not (report.passed or report.failed):
+    """``-v`` shows the examples a passing harness item ran and discarded.
+
+    Only for a pass: pytest's short summary shows the same word, and a failure's
+    line there must read ``FAILED nodeid - first line of the message``.
+    """
+    if report.when != "call" or not report.passed:
         return None
     properties = dict(report.user_properties)
     if "harness_examples" not in properties:
@@ -449,9 +453,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
              f"discarded"
     if properties.get("harness_shrink_s"):
         counts += f", shrunk {properties['harness_shrink_s']:g} s"
-    if report.passed:
-        return "passed", ".", (f"PASSED ({counts})", {"green": True})
-    return "failed", "F", (f"FAILED ({counts})", {"red": True})
+    return "passed", ".", (f"PASSED ({counts})", {"green": True})
 
 
 class Tally:

@@ -22,10 +22,11 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 @pytest.fixture
 def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """pytester with the dev profile in the inner run, and this run's profile kept.
+    """pytester with the harness-dev profile in the inner run, and this run's profile kept.
 
-    The plugin picks the ci profile when a CI variable is set, and loading a
-    profile is global to the process that pytester runs in.
+    The plugin picks harness-ci when a CI variable is set; an inner run given
+    --hypothesis-profile loads that profile, globally in the process that pytester
+    runs in.
     """
     for variable in CI_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
