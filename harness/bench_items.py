@@ -90,11 +90,11 @@ def time_backward(spec, device: str, benchmark: Any, config: pytest.Config) -> N
 
     reason = device_skip_reason(device)
     if reason:
-        pytest.skip(reason)
+        raise pytest.skip.Exception(reason, _use_item_location=True)
     try:  # untimed (pytest-benchmark disabled, e.g. under xdist): warming up would only cost
         run = prepare(spec, device=device, warmup=WARMUP_ROUNDS if benchmark.enabled else 0)
     except BenchmarkSkipped as skipped:
-        pytest.skip(skipped.reason)
+        raise pytest.skip.Exception(skipped.reason, _use_item_location=True) from None
     benchmark.group = f"{spec.path}::{spec.name}"
     benchmark.extra_info.update(spec=spec.name, location=spec.location, dims=run.dims,
                                 input_elements=run.input_elements, device=device,
@@ -123,8 +123,7 @@ class BenchmarkItem(pytest.Function):
 
     @classmethod
     def create(cls, parent: pytest.Collector, spec, device: str) -> BenchmarkItem:
-        item = cls.from_parent(parent, name=f"benchmark[{device}]", callobj=_benchmark_backward,
-                               originalname="benchmark")
+        item = cls.from_parent(parent, name=f"benchmark[{device}]", callobj=_benchmark_backward)
         item.spec, item.device = spec, device
         item.user_properties += [("harness_spec", parent.nodeid), ("harness_benchmark", device)]
         return item

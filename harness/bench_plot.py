@@ -4,7 +4,7 @@ For each chosen spec, one dim is scaled so that the largest input holds 2^8 ... 
 elements (sizes that run out of memory end that spec's sweep); at each size the
 forward and backward medians are measured (``harness.bench.measure``). The figure
 shows backward time and the backward/forward ratio against size, one line per spec
-and device. matplotlib is an optional extra (``pip install 'harness[plot]'``).
+and device. matplotlib is an optional extra (``pip install 'pytest-gradharness[plot]'``).
 
     python -m harness bench-plot linear_mse sum_of_squares:n --out docs/scaling.png
 """
@@ -32,7 +32,7 @@ from harness.timing import BenchmarkSkipped
 RATIO_BOUND = 5.0
 MISSING_MATPLOTLIB = (
     "bench-plot draws with matplotlib, which is not installed — "
-    "pip install 'harness[plot]' (or pip install matplotlib)"
+    "pip install 'pytest-gradharness[plot]' (or pip install matplotlib)"
 )
 
 Sweep = tuple[str, str, list[tuple[int, Measurement]]]  # (label, device, [(size, m)])

@@ -1,7 +1,13 @@
-"""Shared fixtures: pytester for the plugin tests, and a writer of spec files."""
+"""Shared fixtures (pytester for the plugin tests, a writer of spec files) and the heavy marker.
+
+Tests marked ``@pytest.mark.heavy`` (the marker is registered in pyproject.toml) are
+deselected unless the ``-m`` expression names ``heavy``: ``pytest -m heavy`` runs them
+alone, ``pytest -m "heavy or not heavy"`` runs everything (``tox -e heavy``).
+"""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +24,17 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     """Keep --doctest-modules off this file: as module 'conftest' it clashes with
     benchmarks/conftest.py (which pyproject's addopts ignores for the same reason)."""
     return True if collection_path == Path(__file__) else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the heavy tests (reported as deselected, not thousands of skips) unless
+    the -m expression asks about them."""
+    if re.search(r"\bheavy\b", config.getoption("markexpr", "") or ""):
+        return
+    heavy = [item for item in items if item.get_closest_marker("heavy")]
+    if heavy:
+        items[:] = [item for item in items if not item.get_closest_marker("heavy")]
+        config.hook.pytest_deselected(items=heavy)
 
 
 @pytest.fixture

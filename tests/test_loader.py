@@ -16,7 +16,7 @@ from harness.toml_spec import SPEC_KEYS
 
 KEYS = ", ".join(SPEC_KEYS)
 INPUT_KEYS = "shape, low, high, requires_grad, kinks, unique"
-DOCS = "(the whitelist is in docs/formulas.md)"
+DOCS = "(the whitelist: python -m harness formulas)"
 CHECK_NAMES = (
     "analytic, reference, finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, "
     "devices"
