@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+import harness.verify  # noqa: F401  (see below)
 from harness.plugin import CI_VARIABLES
+
+# The harness's modules are imported here, in the outer process, so that every in-process
+# pytester run uses these same modules: pytester drops the modules a run imported, but
+# the package keeps them as attributes, so a later run's `from harness import evaluate`
+# would get the dropped module while `from harness.evaluate import Fault` imports a new
+# one, and a Fault raised by one would not be caught as the other.
 
 pytest_plugins = ["pytester"]
 

@@ -279,8 +279,8 @@ STATIC = [
         from harness import Input, Spec
 
         wrong = Spec(forward=lambda x: x, inputs={"x": Input(["n"])}, dims={"n": [4, 2]})
-        """, "mod",
-        "specs/mod.py:3: spec 'mod': dims.n=[4, 2] is not a range 0 <= min <= max — write e.g. "
+        """, "wrong",
+        "specs/mod.py:3: spec 'wrong': dims.n=[4, 2] is not a range 0 <= min <= max — write e.g. "
         "n = [2, 4]", id="python-invalid-spec"),
 ]
 
