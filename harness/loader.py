@@ -244,13 +244,13 @@ def _load_python(path: Path, shown: str, rootdir) -> list[Spec | Broken]:
         except SpecError as error:
             sys.modules.pop(module_name, None)
             line = error.line if _same_file(error.path, path) else _failing_line(error, path)
-            return [*_deferred(invalid, path, shown),
+            return [*_deferred(invalid, path, shown, _variables(module)),
                     Broken(error.spec or path.stem,
                            SpecError(error.message, path=shown, line=line,
                                      spec=error.spec or path.stem))]
         except (Exception, SystemExit) as error:  # a spec module is user code: its own item
             sys.modules.pop(module_name, None)
-            return [*_deferred(invalid, path, shown),
+            return [*_deferred(invalid, path, shown, _variables(module)),
                     _file_broken(path, shown, _failing_line(error, path),
                                  f"failed to import: {type(error).__name__}: {error} — "
                                  f"{_import_advice(error, path, searched)}")]
@@ -301,10 +301,22 @@ def _module_specs(module, path: Path, shown: str, invalid) -> list[Spec | Broken
     return entries + _deferred(left, path, shown)
 
 
-def _deferred(invalid, path: Path, shown: str) -> list[Broken]:
-    """Broken entries for invalid Specs and Inputs that no module variable holds."""
+def _variables(module) -> dict[int, str]:
+    """id of each module-level value -> its variable (the first that holds it)."""
+    names: dict[int, str] = {}
+    for variable, value in vars(module).items():
+        names.setdefault(id(value), variable)
+    return names
+
+
+def _deferred(invalid, path: Path, shown: str, names: dict[int, str] | None = None,
+              ) -> list[Broken]:
+    """Broken entries for invalid Specs and Inputs, named by the variable that holds
+    them where ``names`` knows one."""
     broken = []
     for entry, line in invalid:
+        if isinstance(entry, Spec) and names and id(entry) in names:
+            entry.name = entry.name or names[id(entry)]
         if isinstance(entry, Input):
             error = entry.error
             where = line if line is not None else error.line
