@@ -273,13 +273,12 @@ def _import_paths(path: Path, rootdir) -> list[str]:
 def _import_advice(error: BaseException, path: Path, searched: list[str]) -> str:
     if isinstance(error, ModuleNotFoundError) and error.name:
         package = error.name.partition(".")[0]
-        folders = " and ".join(os.path.relpath(f) if not os.path.relpath(f).startswith("..")
-                               else f for f in searched)
+        folders = " and ".join(_shown(Path(folder)) for folder in searched)
         return (f"install the package that provides {package!r} (pip install -e . in its "
                 f"project), or add the folder that holds it to pythonpath in the pytest "
                 f"configuration (e.g. pythonpath = [\"src\"] under "
-                f"[tool.pytest.ini_options]); {folders} already searched; the other spec "
-                f"files still load")
+                f"[tool.pytest.ini_options]); {folders} (the spec module's folder and the "
+                f"rootdir) are on sys.path already; the other spec files still load")
     return "fix the module; the other spec files still load"
 
 

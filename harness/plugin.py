@@ -23,7 +23,6 @@ from _pytest._code.code import (
     ReprTraceback,
 )
 from hypothesis import Verbosity, settings
-from hypothesis.errors import InvalidArgument
 
 from harness._compat import hypothesis_statistics, matches_python_files
 from harness.discovery import is_spec_file
@@ -170,16 +169,8 @@ class HarnessOptions:
 
 def _hypothesis_settings(config: pytest.Config) -> tuple[str, settings]:
     asked = config.getoption("hypothesis_profile", None)
-    if asked:
-        try:
-            settings.get_profile(asked)
-        except InvalidArgument:
-            raise pytest.UsageError(
-                f"--hypothesis-profile={asked!r} is not a registered Hypothesis profile — use "
-                f"harness-dev or harness-ci, or register it (settings.register_profile) in a "
-                f"conftest.py"
-            ) from None
-        return asked, settings.default  # Hypothesis' plugin has loaded it (and -v options)
+    if asked:  # Hypothesis' plugin has loaded it (or refused an unknown name), with its
+        return asked, settings.default  # --hypothesis-verbosity and friends applied
     in_ci = any(os.environ.get(variable) for variable in CI_VARIABLES)
     name = "harness-ci" if in_ci else "harness-dev"
     chosen = settings.get_profile(name)
