@@ -58,17 +58,6 @@ def _median(benchmark) -> float:
     return benchmark.stats.stats.median
 
 
-@pytest.fixture
-def benchmark(benchmark, request: pytest.FixtureRequest):
-    """pytest-benchmark's fixture, disabled (one untimed call) unless timing was asked for
-    (``--benchmark-only`` or ``--benchmark-enable``): plain ``pytest`` checks the oracle
-    here and times nothing."""
-    from harness.bench_items import timing
-
-    if not timing(request.config):
-        benchmark.disabled = True
-    return benchmark
-
 
 @pytest.mark.parametrize("check", ["finite_difference", "taylor"])
 def test_per_example_cost_does_not_grow_with_size(check, benchmark, request) -> None:

@@ -28,8 +28,8 @@ pytest_plugins = ["pytester"]
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Keep --doctest-modules off this file (pyproject's addopts ignores it too): it has no
-    doctests, and as a module named 'conftest' it would clash with any other conftest.py."""
+    """Keep --doctest-modules off this file: as module 'conftest' it clashes with
+    benchmarks/conftest.py (which pyproject's addopts ignores for the same reason)."""
     return True if collection_path == Path(__file__) else None
 
 
