@@ -15,14 +15,18 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-import harness.verify  # noqa: F401  (see below)
+from _pytest.pytester import SysModulesSnapshot
+
 from harness.plugin import CI_VARIABLES
 
-# The harness's modules are imported here, in the outer process, so that every in-process
-# pytester run uses these same modules: pytester drops the modules a run imported, but
-# the package keeps them as attributes, so a later run's `from harness import evaluate`
-# would get the dropped module while `from harness.evaluate import Fault` imports a new
-# one, and a Fault raised by one would not be caught as the other.
+# Modules an in-process pytester run imports that must outlive it. pytester drops every
+# module a run imported (keeping only zope's and readline's, for the same reason), but:
+# torch registers operator libraries process-wide when a submodule is first imported (the
+# first forward-mode jvp imports torch._dynamo, which registers one; a second import is
+# an error); and the harness package keeps its submodules as attributes, so that a later
+# run's `from harness import evaluate` would get the dropped module while `from
+# harness.evaluate import Fault` imports a new one.
+KEPT_MODULES = ("zope", "readline", "torch", "functorch", "harness")
 
 pytest_plugins = ["pytester"]
 
@@ -46,7 +50,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """pytester with the harness-dev profile in the inner run, and this run's profile kept.
+    """pytester with the harness-dev profile in the inner run, this run's profile kept,
+    and the torch and harness modules an inner run imports kept (KEPT_MODULES).
 
     The plugin picks harness-ci when a CI variable is set; an inner run given
     --hypothesis-profile loads that profile, globally in the process that pytester
@@ -54,6 +59,9 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     """
     for variable in CI_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(pytester, "_Pytester__take_sys_modules_snapshot",
+                        lambda: SysModulesSnapshot(preserve=lambda name: name.startswith(
+                            KEPT_MODULES)))
     profile = settings.get_current_profile_name()
     yield pytester
     settings.load_profile(profile)
