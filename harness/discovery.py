@@ -68,6 +68,11 @@ def spec_files(
     (``is_spec_file(..., named=True)``); a folder is walked as pytest walks one
     (skipping ``norecursedirs``) and gives the spec files inside ``roots`` (default:
     the folder itself, as ``load_specs`` treats it).
+
+    >>> [str(p) for p in spec_files("specs", ["specs"])][:2]  # doctest: +SKIP
+    ['specs/custom_functions.py', 'specs/elementwise.toml']
+    >>> spec_files("specs", ["gradients"])  # a folder outside the spec folders: none
+    []
     """
     path = Path(path)
     if not path.exists():

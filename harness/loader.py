@@ -70,6 +70,9 @@ def load_file(
     first folder above it without an ``__init__.py``, and ``rootdir`` (the pytest
     rootdir), go on ``sys.path`` first, so ``from mypkg import f`` finds the
     project's own package in a checkout.
+
+    >>> [entry.name for entry in load_file("specs/seed.toml")][:2]
+    ['scalar_chain', 'two_inputs']
     """
     path = Path(path)
     shown = _shown(path)

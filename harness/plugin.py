@@ -10,6 +10,7 @@ benchmark item per spec and device (``harness.bench_items``).
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections import defaultdict
@@ -22,7 +23,7 @@ from _pytest._code.code import (
     ReprFileLocation,
     ReprTraceback,
 )
-from hypothesis import Verbosity, settings
+from hypothesis import settings
 
 from harness._compat import hypothesis_statistics, matches_python_files
 from harness.discovery import is_spec_file
@@ -151,7 +152,7 @@ class HarnessOptions:
         self.spec_paths = spec_roots(config)
         self.python_files = list(config.getini("python_files"))
 
-    @property
+    @functools.cached_property
     def devices(self) -> tuple[str, ...]:
         """The devices named, ``auto`` resolved (this imports torch: only at collection)."""
         if "auto" not in self._devices:
@@ -169,15 +170,11 @@ class HarnessOptions:
 
 def _hypothesis_settings(config: pytest.Config) -> tuple[str, settings]:
     asked = config.getoption("hypothesis_profile", None)
-    if asked:  # Hypothesis' plugin has loaded it (or refused an unknown name), with its
-        return asked, settings.default  # --hypothesis-verbosity and friends applied
+    if asked:  # Hypothesis' plugin has loaded it (or refused an unknown name)
+        return asked, settings.default
     in_ci = any(os.environ.get(variable) for variable in CI_VARIABLES)
     name = "harness-ci" if in_ci else "harness-dev"
-    chosen = settings.get_profile(name)
-    verbosity = config.getoption("hypothesis_verbosity", None)
-    if verbosity:
-        chosen = settings(chosen, verbosity=Verbosity[verbosity])
-    return name, chosen
+    return name, settings.get_profile(name)
 
 
 def _value(config: pytest.Config, name: str) -> str:

@@ -69,6 +69,10 @@ def project(args: Sequence[str] = ()) -> Project:
     pytest itself finds the rootdir and ini file (pytest.ini, pyproject.toml,
     tox.ini, setup.cfg) as ``pytest ARGS`` would, without loading any conftest.py
     and without collecting; a configuration pytest refuses is a ``pytest.UsageError``.
+
+    >>> found = project(["specs"])  # doctest: +SKIP
+    >>> found.spec_roots, found.inipath.name  # doctest: +SKIP
+    ((PosixPath('/work/harness/specs'),), 'pyproject.toml')
     """
     reader = _Reader()
     code = pytest.main(["--noconftest", "-p", "no:cacheprovider", *args], plugins=[reader])

@@ -226,6 +226,20 @@ def test_the_cli_reads_the_spec_folders_from_the_pytest_configuration(pytester, 
     assert named.returncode == 1 and "unknown key 'inputz'" in named.stdout
 
 
+def test_bench_plot_finds_the_specs_pytest_collects(pytester, write):
+    pytest.importorskip("matplotlib")
+    write(pytester.path / "gradients" / "sq.toml", SQUARE)
+    pytester.makepyprojecttoml('[tool.pytest.ini_options]\nharness_specs = ["gradients"]\n')
+    result = shell(pytester, BIN / "harness", "bench-plot", "squar", "--out", "plot.png")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "bench-plot: error: no spec 'squar' in gradients (did you mean 'square'?)")
+    result = shell(pytester, BIN / "harness", "bench-plot", "square", "--devices", "cpu",
+                   "--min-exp", "3", "--max-exp", "4", "--min-time", "0", "--out", "plot.png")
+    assert result.returncode == 0, result.stderr
+    assert (pytester.path / "plot.png").read_bytes().startswith(b"\x89PNG")
+
+
 # ---------------------------------------------------------- 4. imports like pytest's
 
 OWN_PACKAGE = """
