@@ -13,9 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
-
 from _pytest.pytester import SysModulesSnapshot
+from hypothesis import settings
 
 from harness.plugin import CI_VARIABLES
 
