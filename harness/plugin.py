@@ -223,12 +223,14 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
-    """A spec file becomes a SpecFile (the one rule: ``harness.loader.is_spec_file``).
+    """A spec file becomes a SpecFile (the one rule: ``harness.discovery.is_spec_file``).
 
-    A spec module that pytest would not collect as a test module by its name (it is
-    collected only because it was named on the command line, or as a doctest
-    module) is the harness's alone: pytest's Module for it is dropped, so that a
-    module that fails to import is one failing item, not a collection error.
+    A spec module is the harness's alone: pytest's Module for it (collected because it
+    was named on the command line) and DoctestModule (``--doctest-modules``) are
+    dropped, so that a spec module that fails to import is one failing item, not a
+    collection error that interrupts the session. A ``.py`` file named on the command
+    line outside the spec folders is a spec module only if loading it gives specs (or
+    fails); otherwise it stays pytest's, with its tests and doctests.
     """
     collected = yield
     options = parent.config.stash[OPTIONS]
@@ -237,27 +239,36 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     named = parent.session.isinitpath(file_path) and not test_module
     if not is_spec_file(file_path, options.spec_paths, named=named):
         return collected
+    spec_file = SpecFile.from_parent(parent, path=file_path)
     if file_path.suffix == ".py" and not test_module:
+        if not is_spec_file(file_path, options.spec_paths) and not spec_file.entries:
+            return collected  # named, and no spec module: a module of the user's
         collected = [node for node in collected if not isinstance(node, pytest.Module)]
-    return [*collected, SpecFile.from_parent(parent, path=file_path)]
+    return [*collected, spec_file]
 
 
 class SpecFile(pytest.File):
     """A spec file: one collector per spec, one failing item per spec that cannot load."""
 
-    def collect(self):
-        from harness import bench_items
+    @functools.cached_property
+    def entries(self) -> list:
+        """The file's specs and Broken entries (loaded once; never raises)."""
         from harness.loader import Broken, load_file
 
         try:
-            entries = load_file(self.path, rootdir=self.config.rootpath)
+            return load_file(self.path, rootdir=self.config.rootpath)
         except Exception as error:  # never interrupt the session: the file is its own item
             where = os.path.relpath(self.path, self.config.rootpath)
-            entries = [Broken(self.path.stem, SpecError(
+            return [Broken(self.path.stem, SpecError(
                 f"the file could not be loaded: {type(error).__name__}: {error} — fix it; "
                 f"the other spec files still load", path=where, spec=self.path.stem))]
+
+    def collect(self):
+        from harness import bench_items
+        from harness.loader import Broken
+
         only_benchmarks = bench_items.benchmark_only(self.config)
-        for entry in entries:
+        for entry in self.entries:
             if isinstance(entry, Broken):
                 item = BrokenBenchmarkItem if only_benchmarks else BrokenSpecItem
                 yield item.create(self, entry)

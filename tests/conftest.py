@@ -47,6 +47,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=heavy)
 
 
+def _kept_snapshot() -> SysModulesSnapshot:
+    return SysModulesSnapshot(preserve=lambda name: name.startswith(KEPT_MODULES))
+
+
 @pytest.fixture
 def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """pytester with the harness-dev profile in the inner run, this run's profile kept,
@@ -58,9 +62,10 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     """
     for variable in CI_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(pytester, "_Pytester__take_sys_modules_snapshot",
-                        lambda: SysModulesSnapshot(preserve=lambda name: name.startswith(
-                            KEPT_MODULES)))
+    # On this one Pytester object (not monkeypatched: its own teardown, which restores
+    # the snapshot taken at its creation, runs after monkeypatch's undo).
+    pytester._Pytester__take_sys_modules_snapshot = _kept_snapshot  # each inner run's
+    pytester._sys_modules_snapshot = _kept_snapshot()  # the test's own, taken just now
     profile = settings.get_current_profile_name()
     yield pytester
     settings.load_profile(profile)

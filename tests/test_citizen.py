@@ -192,6 +192,26 @@ def test_a_test_module_named_on_the_command_line_stays_a_test_module(pytester, w
     result.stdout.fnmatch_lines(["tests/test_mine.py::test_mine PASSED*"])
 
 
+def test_a_named_module_without_specs_keeps_its_tests_and_doctests(pytester, write):
+    write(pytester.path / "specs" / "sq.toml", SQUARE)
+    write(pytester.path / "tools" / "helpers.py", '''
+        def double(x):
+            """
+            >>> double(2)
+            4
+            """
+            return 2 * x
+
+
+        def test_double():
+            assert double(3) == 6
+        ''')
+    result = run(pytester, "-v", "--doctest-modules", "tools/helpers.py")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["tools/helpers.py::helpers.double PASSED*",
+                                 "tools/helpers.py::test_double PASSED*"])
+
+
 def test_conftest_and_hidden_files_are_never_spec_files(pytester, write):
     write(pytester.path / "specs" / "sq.toml", SQUARE)
     for name in ("conftest.py", "_helpers.py", ".hidden.py"):
