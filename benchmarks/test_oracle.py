@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from harness import CHECKS, Input, Spec
-from harness.context import Context
+from harness.case import Case
 from harness.evaluate import contracted
 from harness.examples import Example
 from harness.numeric import partial_derivatives
@@ -64,7 +64,7 @@ def test_per_example_cost_does_not_grow_with_size(check, benchmark, request) -> 
     example = _example(LARGE)
 
     def one_example() -> list:
-        return CHECKS[check].run(Context(SPEC, example, "cpu", torch.float64))
+        return CHECKS[check].run(Case(SPEC, example, "cpu", torch.float64))
 
     def forward_and_backward() -> None:
         x = example.values["x"].clone().requires_grad_()
@@ -132,7 +132,7 @@ def test_batched_jacobian_beats_gradcheck(name, benchmark) -> None:
 
     output = forward(x)
     phi = contracted(spec, {"n": JACOBIAN_ELEMENTS}, cotangent, offset=output)
-    magnitude = float((cotangent.abs() * output.abs()).sum())  # as Context.partials passes
+    magnitude = float((cotangent.abs() * output.abs()).sum())  # as Oracle.partials passes
 
     def batched() -> torch.Tensor:
         return partial_derivatives(phi, point, "x", scale, magnitude, centred=True).value

@@ -1,24 +1,24 @@
-"""Comparing two gradients with tolerances from the dtype and the magnitudes involved.
+"""Comparing two values element by element against an Allowance, as data for the message.
 
-The allowance for each element is ``atol * scale + rtol * |expected| + slack``:
-``rtol``/``atol`` are torch.testing.assert_close's defaults for the dtype (or the
-spec's override), ``scale`` is the largest expected magnitude (so elements that
-come out small by cancellation are judged at the tensor's scale; at least 1 below
-float64), and ``slack``
-carries what the caller knows of the noise: a finite-difference error bound and
-how far the gradient moves when the inputs move by one rounding error.
+``compare`` returns ``None`` when every element of ``actual`` is within its allowance
+of ``expected``, else a ``Mismatch``: how many elements miss, the greatest
+absolute and relative differences with their index and what was allowed there
+(term by term), and the worst elements for the table. Shapes are compared first.
+``judged`` pays for the costly terms of an allowance (measured rounding noise)
+only when the cheap terms alone do not pass the comparison: an allowance only
+grows as terms are added, so a pass on the cheap terms is a pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
-from torch.testing._comparison import default_tolerances
 
-from harness.spec import Spec
+from harness.allowance import Allowance
 
-SENSITIVITY_FACTOR = 10.0  # rounding errors of a few ulps, each amplified like an input's
+WORST_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -27,80 +27,84 @@ class Mismatch:
 
     mismatched: int
     total: int
-    abs_diff: float
-    abs_index: tuple[int, ...]
-    abs_allowed: float
-    rel_diff: float
-    rel_index: tuple[int, ...]
-    rel_allowed: float
-    worst: tuple[tuple[int, ...], ...]
+    abs_diff: float = 0.0
+    abs_index: tuple[int, ...] = ()
+    abs_allowed: float = 0.0
+    abs_terms: str = ""  # the allowance's terms at abs_index
+    rel_diff: float = 0.0
+    rel_index: tuple[int, ...] = ()
+    rel_allowed: float = 0.0
+    worst: tuple[tuple[int, ...], ...] = ()
+    shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+    @property
+    def allowed(self) -> str:
+        """``'4e-05 allowed: tolerance 3e-05 + autograd rounding 1e-05'`` at abs_index."""
+        return f"{self.abs_allowed:.2g} allowed" + (f": {self.abs_terms}" if self.abs_terms else "")
 
     def lines(self) -> list[str]:
+        if self.shapes is not None:
+            return [f"Shapes differ: {self.shapes[0]} and {self.shapes[1]}"]
         share = 100.0 * self.mismatched / max(self.total, 1)
         return [
             f"Mismatched elements: {self.mismatched} / {self.total} ({share:.1f}%)",
             f"Greatest absolute difference: {self.abs_diff:.6g} at index "
-            f"{self.abs_index} (up to {self.abs_allowed:.2g} allowed)",
+            f"{self.abs_index} (up to {self.allowed})",
             f"Greatest relative difference: {self.rel_diff:.6g} at index "
             f"{self.rel_index} (up to {self.rel_allowed:.2g} allowed)",
         ]
 
 
-def tolerances(spec: Spec, dtype: torch.dtype) -> tuple[float, float]:
-    """(rtol, atol): the spec's override for the dtype, else assert_close's defaults."""
-    rtol, atol = default_tolerances(dtype)
-    override = spec.tolerances.get(str(dtype).removeprefix("torch."), {})
-    return override.get("rtol", rtol), override.get("atol", atol)
-
-
-def compare(
-    actual: torch.Tensor,
-    expected: torch.Tensor,
-    *,
-    rtol: float,
-    atol: float,
-    slack: torch.Tensor | float = 0.0,
-    absolute: bool = False,
-) -> Mismatch | None:
-    """None when every element of ``actual`` is within its allowance of ``expected``.
-
-    ``absolute`` keeps ``atol`` absolute for gradients smaller than 1, as
-    assert_close does: right for low precision, where a small gradient is often
-    the difference of terms of order one (``s * (1 - s)`` for a saturated ``s``).
-    In float64 ``atol`` is relative to the gradient's scale, whatever it is.
+def compare(actual: torch.Tensor, expected: torch.Tensor, allowance: Allowance) -> Mismatch | None:
+    """None when ``|actual - expected| <= allowance.total`` everywhere (NaN never is).
 
     >>> import torch
-    >>> compare(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]), rtol=1e-7, atol=1e-7)
-    >>> compare(torch.tensor([1.0, 2.5]), torch.tensor([1.0, 2.0]), rtol=1e-7, atol=1e-7).lines()[0]
-    'Mismatched elements: 1 / 2 (50.0%)'
-    """
+    >>> allowed = Allowance.of(tolerance=1e-7)
+    >>> compare(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]), allowed)
+    >>> compare(torch.tensor([1.0, 2.5]), torch.tensor([1.0, 2.0]), allowed).lines()[:2]
+    ['Mismatched elements: 1 / 2 (50.0%)', 'Greatest absolute difference: 0.5 at index (1,) (up to 1e-07 allowed: tolerance)']
+    """  # noqa: E501
+    if actual.shape != expected.shape:
+        return Mismatch(1, 1, shapes=(tuple(actual.shape), tuple(expected.shape)))
     actual = actual.detach().to(torch.float64).cpu()
     expected = expected.detach().to(torch.float64).cpu()
-    slack = torch.as_tensor(slack, dtype=torch.float64).cpu()
-    scale = expected.abs().max() if expected.numel() else expected.new_zeros(())
-    if absolute:
-        scale = scale.clamp(min=1.0)
-    allowed = atol * scale + rtol * expected.abs() + slack
+    allowed = allowance.total.expand_as(expected)
     difference = (actual - expected).abs()
     bad = ~(difference <= allowed)  # NaN differences count as mismatched
     if not bad.any():
         return None
-    relative = difference / expected.abs()
-    excess = torch.where(bad, difference / allowed.clamp(min=1e-300), torch.zeros_like(difference))
+    finite = difference.nan_to_num(nan=float("inf"))
+    relative = (difference / expected.abs()).nan_to_num(nan=float("inf"))
+    abs_at = _index(finite.argmax(), expected.shape)
+    rel_at = _index(relative.argmax(), expected.shape)
+    excess = torch.where(bad, finite / allowed.clamp(min=1e-300), torch.zeros_like(finite))
+    worst = excess.reshape(-1).argsort(descending=True)[: min(WORST_SHOWN, int(bad.sum()))]
     return Mismatch(
         mismatched=int(bad.sum()),
         total=expected.numel(),
-        abs_diff=float(difference.max()),
-        abs_index=_index(difference.argmax(), expected.shape),
-        abs_allowed=float(allowed.reshape(-1)[difference.argmax()]),
-        rel_diff=float(relative.nan_to_num(nan=0.0, posinf=float("inf")).max()),
-        rel_index=_index(relative.nan_to_num(nan=0.0).argmax(), expected.shape),
-        rel_allowed=float(
-            (allowed / expected.abs()).reshape(-1)[relative.nan_to_num(nan=0.0).argmax()]
-        ),
-        worst=tuple(_index(i, expected.shape) for i in excess.reshape(-1).argsort(
-            descending=True)[: min(5, int(bad.sum()))]),
+        abs_diff=float(difference[abs_at]),
+        abs_index=abs_at,
+        abs_allowed=float(allowed[abs_at]),
+        abs_terms=allowance.breakdown(abs_at if allowance.total.dim() else ()),
+        rel_diff=float(relative[rel_at]),
+        rel_index=rel_at,
+        rel_allowed=float(allowed[rel_at] / expected.abs()[rel_at]),
+        worst=tuple(_index(i, expected.shape) for i in worst),
     )
+
+
+def judged(
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    cheap: Allowance,
+    measured: Callable[[], Mapping[str, torch.Tensor | float]] | None = None,
+) -> Mismatch | None:
+    """``compare`` against ``cheap``, and only where that fails against ``cheap`` plus the
+    terms ``measured()`` returns (the costly ones: rounding noise measured by reruns)."""
+    mismatch = compare(actual, expected, cheap)
+    if mismatch is None or mismatch.shapes is not None or measured is None:
+        return mismatch
+    return compare(actual, expected, cheap.plus(**measured()))
 
 
 def _index(flat: torch.Tensor | int, shape: torch.Size) -> tuple[int, ...]:

@@ -81,3 +81,15 @@ class GradientMismatch(HarnessError, AssertionError):
 
     The message is the report's text: its first line stands alone.
     """
+
+
+# --- internal signals: raised and caught inside the harness, never seen by a user -----------
+
+
+class Discarded(Exception):
+    """Internal: the example is not a point where the gradient can be judged (a kink,
+    overflow, a step out of the domain); it is counted, never failed."""
+
+
+class Skipped(Exception):
+    """Internal: the check cannot run for this spec here (no forward AD, no CUDA)."""

@@ -44,14 +44,27 @@ class Example:
         return f"{dims}; {values}" if dims else values
 
 
-def describe_tensor(value: torch.Tensor, limit: int = 8) -> str:
+def describe_tensor(value: torch.Tensor, limit: int = 8, digits: int | None = None) -> str:
+    """Small tensors whole (exactly, or to ``digits`` significant digits), large ones by
+    their range.
+
+    >>> describe_tensor(torch.tensor([1.25, -1.8123456], dtype=torch.float64), digits=4)
+    '[1.25, -1.812]'
+    """
     if value.numel() <= limit:
-        return repr(value.tolist())
+        values = value.detach().cpu().tolist()
+        return repr(values) if digits is None else _rounded_repr(values, digits)
     flat = value.detach().flatten().double()
     return (
         f"<{tuple(value.shape)} tensor, min={flat.min().item():.4g}, "
         f"max={flat.max().item():.4g}, mean={flat.mean().item():.4g}>"
     )
+
+
+def _rounded_repr(values, digits: int) -> str:
+    if isinstance(values, list):
+        return "[" + ", ".join(_rounded_repr(v, digits) for v in values) + "]"
+    return f"{values:.{digits}g}" if isinstance(values, float) else repr(values)
 
 
 def cotangent(shape: torch.Size, seed: int, dtype: torch.dtype, device: str) -> torch.Tensor:

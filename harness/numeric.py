@@ -9,7 +9,7 @@ of one input are a batch of directional derivatives along scaled unit vectors.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 import torch
@@ -19,8 +19,28 @@ from harness.spec import Input
 EPS64 = torch.finfo(torch.float64).eps
 FIRST_STEP = 1e-3  # coarsest step, relative to each element's scale
 HALVINGS = 3  # steps h, h/2, h/4: two rounds of Richardson extrapolation
-RETRIES = 3  # on a non-finite value, retry with steps 16x smaller
+RETRIES = 3  # on a non-finite value or a kink between the steps, retry with smaller steps
+RETRY_SHRINK = 16  # ... this much smaller each time
 VMAP_CHUNK = 256
+# Rounding of phi's evaluations: each of the two evaluations a central difference
+# subtracts errs by a few ulps of the terms it sums; over the finest step, in
+# units of eps: 2 evaluations x 4 ulps.
+EVALUATION_ULPS = 8
+# x + t d rounds, so the steps taken are t + e and -t + e' with |e|, |e'| up to
+# eps |x| / |d|: an error of phi'' (e + e') / 2, felt where the slope is exactly
+# zero (mean((p - t)^2) at p = t). 4 ulps cover both roundings, with room.
+STEP_ROUNDING_ULPS = 4
+# A difference counts as signal only this far above the rounding noise.
+ABOVE_NOISE = 100
+# Richardson assumes an h^2 error, so the central differences shrink fourfold as
+# h halves; shrinking by less than SLOW_SHRINK marks a function differentiable only
+# once (x|x| at 0), where only the raw step is trusted.
+SLOW_SHRINK = 3
+# Where phi is smooth, (phi(x + h) - 2 phi(x) + phi(x - h)) / h halves with h; it
+# halves at most this fast (with room) unless a step stopped crossing a kink.
+KINK_FALL = 0.375
+# One-sided slopes differ by O(h) where smooth: halving h twice at least halves it.
+ONE_SIDED_SHRINK = 0.5
 
 Values = Mapping[str, torch.Tensor]
 Scalar = Callable[[Values], torch.Tensor]
@@ -33,6 +53,7 @@ class Estimate:
     value: torch.Tensor
     error: torch.Tensor
     smooth: torch.Tensor  # bool: one-sided differences agree (no kink between the steps)
+    failure: str | None = None  # what the forward raised at a step, where it did
 
     @property
     def finite(self) -> bool:
@@ -90,16 +111,19 @@ def directional_derivative(
     (12.0, True)
     """
 
+    failures: list[str] = []
+    device = next(iter(point.values())).device
+
     def along(t: float) -> torch.Tensor:
         moved = {name: torch.add(value, direction[name], alpha=t) if name in direction
                  else value for name, value in point.items()}
-        return phi(moved)
+        return _or_nan(phi, moved, failures, (), device)
 
     moved_size = sum(float(torch.where(d != 0, point[name].abs(), 0).sum())
                      for name, d in direction.items())
     step_size = sum(float(d.abs().sum()) for d in direction.values())
     reach = torch.tensor(moved_size / step_size if step_size > 0 else 0.0, dtype=torch.float64)
-    return _extrapolated(along, magnitude, reach, centred)
+    return _with_failure(_extrapolated(along, magnitude, reach, centred), failures)
 
 
 def partial_derivatives(
@@ -114,32 +138,56 @@ def partial_derivatives(
     """
     base = point[name]
     n = base.numel()
+    if n == 0:  # an empty input: no partial derivative to take
+        empty = base.detach().to(torch.float64)
+        return Estimate(empty, empty, torch.ones_like(empty, dtype=torch.bool))
     flat_base, flat_scale = base.reshape(-1), scale.reshape(-1)
     moved = flat_base.repeat(n, 1)  # row i moves element i only: its diagonal entry
+    failures: list[str] = []
 
     def batched(t: float) -> torch.Tensor:
         if t == 0:  # the centre: one forward, not n identical ones
             return phi(point).expand(n)
         moved.diagonal().copy_(flat_base + t * flat_scale)
-        return _phi_along_basis(phi, point, name, moved.reshape(n, *base.shape))
+        return _phi_along_basis(phi, point, name, moved.reshape(n, *base.shape), failures)
 
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
     estimate = _extrapolated(batched, magnitude, reach.to(base.device), centred)
-    return Estimate(
+    return _with_failure(Estimate(
         (estimate.value / scale.reshape(-1)).reshape(base.shape),
         (estimate.error / scale.reshape(-1)).reshape(base.shape),
         estimate.smooth.reshape(base.shape),
-    )
+    ), failures)
 
 
-def _phi_along_basis(phi: Scalar, point: Values, name: str, moved: torch.Tensor) -> torch.Tensor:
+def _phi_along_basis(
+    phi: Scalar, point: Values, name: str, moved: torch.Tensor, failures: list[str]
+) -> torch.Tensor:
     def one(value: torch.Tensor) -> torch.Tensor:
         return phi({**point, name: value})
 
     try:
         return torch.func.vmap(one, chunk_size=VMAP_CHUNK)(moved)
     except Exception:  # vmap support is optional for user forwards; loop instead
-        return torch.stack([one(value) for value in moved])
+        return torch.stack([_or_nan(one, value, failures, (), moved.device) for value in moved])
+
+
+def _or_nan(phi: Callable, values, failures: list[str], shape, device) -> torch.Tensor:
+    """phi(values), or NaN where the forward raises there (a step out of its domain:
+    cholesky of a matrix no longer positive definite); the error is kept for the reason."""
+    try:
+        return phi(values)
+    except Exception as error:  # the spec's forward, at a point the spec never promised
+        first_line = (str(error).splitlines() or [""])[0]
+        failures.append(f"{type(error).__name__}: {first_line}")
+        return torch.full(shape, float("nan"), dtype=torch.float64, device=device)
+
+
+def _with_failure(estimate: Estimate, failures: list[str]) -> Estimate:
+    """The estimate, carrying the first failure met where it is not finite for it."""
+    if failures and not estimate.finite:
+        return replace(estimate, failure=failures[0])
+    return estimate
 
 
 def _extrapolated(
@@ -154,7 +202,7 @@ def _extrapolated(
         estimate, clear = _richardson(along, step, magnitude, reach)
         if estimate.finite and bool(clear.all()):
             return estimate
-        step /= 16
+        step /= RETRY_SHRINK
     return Estimate(estimate.value, estimate.error, estimate.smooth & clear)
 
 
@@ -185,19 +233,17 @@ def _richardson(
     first = [(4 * central[k + 1] - central[k]) / 3 for k in range(HALVINGS - 1)]
     second = (16 * first[1] - first[0]) / 15
     largest = torch.stack([*plus, *minus, centre]).abs().amax(dim=0)
-    noise = 8 * EPS64 * (magnitude + largest) / steps[-1]
-    # x + t d rounds, so the steps taken are t + e and -t + e' with |e|, |e'| up to
-    # eps |x| / |d|: an error of phi'' (e + e') / 2, felt where the slope is exactly
-    # zero (mean((p - t)^2) at p = t).
+    noise = EVALUATION_ULPS * EPS64 * (magnitude + largest) / steps[-1]
     # |phi(x + h) - 2 phi(x) + phi(x - h)| / h: how far the one-sided slopes differ.
     jumps = [((p - 2 * centre + m) / h).abs() for p, m, h in zip(plus, minus, steps)]
     curvature = jumps[0] / steps[0]
-    noise = noise + 4 * EPS64 * reach * curvature
+    noise = noise + STEP_ROUNDING_ULPS * EPS64 * reach * curvature
     error = (second - first[1]).abs() + noise
-    # Richardson assumes an h^2 error; where the differences shrink slower (a
-    # function differentiable only once, like x|x| at 0) trust only the raw step.
+    # Where the differences shrink slower than h^2 (a function differentiable only
+    # once, like x|x| at 0) only the raw step is trusted: its error is about the
+    # last difference, doubled.
     coarse, fine = (central[0] - central[1]).abs(), (central[1] - central[2]).abs()
-    slow = (fine > 100 * noise) & (coarse < 3 * fine)
+    slow = (fine > ABOVE_NOISE * noise) & (coarse < SLOW_SHRINK * fine)
     error = torch.where(slow, error + 2 * fine, error)
     smooth = _one_sided_agree(jumps, noise)
     clear = ~_kink_between_steps(jumps, noise)
@@ -214,12 +260,12 @@ def _kink_between_steps(jumps: list[torch.Tensor], noise: torch.Tensor) -> torch
     as a step stops crossing a kink (or at an inflection point, which smaller
     steps settle). Where it does, the caller retries with smaller steps.
     """
-    falls = [after + 100 * noise < 0.375 * before for before, after in pairwise(jumps)]
+    falls = [after + ABOVE_NOISE * noise < KINK_FALL * before for before, after in pairwise(jumps)]
     return torch.stack(falls).any(dim=0)
 
 
 def _one_sided_agree(jumps: list[torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
     """One-sided slopes differ by O(h) where smooth and by a fixed jump at a kink."""
-    shrinks = jumps[-1] <= 0.5 * jumps[0]
-    negligible = jumps[-1] <= 100 * noise
+    shrinks = jumps[-1] <= ONE_SIDED_SHRINK * jumps[0]
+    negligible = jumps[-1] <= ABOVE_NOISE * noise
     return shrinks | negligible

@@ -80,7 +80,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--harness-max-examples", metavar="INT", type=int, default=None,
         dest="harness_max_examples",
-        help="Examples per item, overriding the Hypothesis profile. Default: the profile's "
+        help="Examples Hypothesis draws per item, overriding the profile; 0 runs the specs' "
+             "explicit examples only. Default: the profile's "
              f"(harness-dev: {PROFILES['harness-dev']['max_examples']}, harness-ci: "
              f"{PROFILES['harness-ci']['max_examples']}).",
     )
@@ -145,10 +146,14 @@ class HarnessOptions:
             self.seed = workerinput.get("harness_seed", random.getrandbits(32))
         self.timeout = config.getoption("harness_timeout")
         self.max_examples = config.getoption("harness_max_examples")
-        if self.max_examples is not None and self.max_examples < 1:
+        if self.max_examples is not None and self.max_examples < 0:
             raise pytest.UsageError(
-                f"--harness-max-examples={self.max_examples} must be at least 1"
+                f"--harness-max-examples={self.max_examples} must be at least 0 (0 runs the "
+                f"specs' explicit examples only)"
             )
+        # -o harness_specs=... and friends: a rerun must collect the same specs
+        self.overrides = tuple(o for o in config.getoption("override_ini") or ()
+                               if o.startswith("harness_"))
         self.spec_paths = spec_roots(config)
         self.python_files = list(config.getini("python_files"))
 
@@ -355,8 +360,18 @@ class SpecItem(pytest.Item):
             raise GradientMismatch("\n\n".join(message(failure) for failure in failures))
 
     def _reproduce(self, options: HarnessOptions) -> str:
-        seed = "" if options.seed is None else f" --harness-seed={options.seed}"
-        return f'pytest "{self.nodeid}"{seed} --hypothesis-profile={options.profile}'
+        """The command that reruns this item on the same examples: every option that
+        changes the draw or whether the item is collected at all."""
+        parts = [f'pytest "{self.nodeid}"']
+        if self.dtype not in DEFAULTS["dtypes"].split(","):  # not collected by default
+            parts.append(f"--harness-dtypes={self.dtype}")
+        if options.seed is not None:
+            parts.append(f"--harness-seed={options.seed}")
+        if options.max_examples is not None:
+            parts.append(f"--harness-max-examples={options.max_examples}")
+        parts += [f'-o "{override}"' for override in options.overrides]
+        parts.append(f"--hypothesis-profile={options.profile}")
+        return " ".join(parts)
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, (GradientMismatch, SpecError)):

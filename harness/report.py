@@ -29,6 +29,7 @@ class Failure:
     location: str = ""
     reproduce: str = ""
     input: str | None = None
+    cotangent: str = ""  # the cotangent v the gradients were taken with (grad in formulas)
 
     @property
     def headline(self) -> str:
@@ -59,6 +60,8 @@ def message(failure: Failure) -> str:
             else "Minimal failing example (after shrinking)"
         )
         lines.append(f"{label}: {failure.example}")
+    if failure.cotangent:
+        lines.append(f"Cotangent (grad): {failure.cotangent}")
     if failure.location:
         lines.append(f"Spec: {failure.location}")
     if failure.reproduce:

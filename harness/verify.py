@@ -5,16 +5,18 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import hypothesis
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
+from harness.allowance import AllowanceError
+from harness.case import Case
 from harness.checks import CHECKS, Check
-from harness.context import Context, Discarded, Skipped
-from harness.errors import SpecError
+from harness.errors import Discarded, Skipped, SpecError
 from harness.evaluate import Fault, time_limit
 from harness.examples import Example
 from harness.names import DTYPE_NAMES
@@ -53,7 +55,8 @@ def verify(
 
     Runs every check that applies (or those named) on the spec's explicit
     examples, then on examples drawn by Hypothesis, which shrinks a failure to a
-    minimal one. ``seed`` fixes the draw; the report's messages say how to rerun.
+    minimal one; ``max_examples=0`` runs the explicit examples only. ``seed``
+    fixes the draw; the report's messages say how to rerun.
     ``timeout`` bounds the seconds one example may take (a forward that never
     finishes becomes a failure); None lifts the bound. ``settings`` are the
     Hypothesis settings the draw starts from (default: the loaded profile's, as
@@ -78,6 +81,9 @@ def verify(
     dtype_name = str(dtype).removeprefix("torch.")
     if dtype_name not in DTYPE_NAMES:
         raise SpecError(f"dtype={dtype!r} is not one of {', '.join(DTYPE_NAMES)}")
+    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 0):
+        raise SpecError(f"max_examples={max_examples!r} must be an integer >= 0 (0 runs the "
+                        f"spec's explicit examples only)")
     report = Report()
     for check in _selected(spec, checks):
         reason = check.skip_reason(spec, device, dtype_name) or _device_reason(device)
@@ -136,7 +142,8 @@ class _CheckRun:
             self.failures = self.attempt(example)
             if self.failures or self.skipped:
                 return
-        self.failures = self.drawn(max_examples, seed)
+        if max_examples != 0:
+            self.failures = self.drawn(max_examples, seed)
         if not self.failures and not self.skipped:
             self.failures = self.mostly_discarded()
 
@@ -145,8 +152,8 @@ class _CheckRun:
             return []
         self.counts["examples"] += 1
         try:
-            with _precise_cuda(), time_limit(self.timeout):
-                failures = self.check.run(Context(self.spec, example, self.device, self.dtype))
+            with _precise(self.device), time_limit(self.timeout):
+                failures = self._judged(example)
         except Discarded as discarded:
             self.counts["discarded"] += 1
             self.reasons[str(discarded)] += 1
@@ -156,7 +163,19 @@ class _CheckRun:
             return []
         except Fault as fault:
             failures = [self._fault(example, fault)]
+        except AllowanceError as error:  # a harness bug, reported as one: never a verdict
+            failures = [self._fault(example, error, "The harness could not judge the example")]
         return [replace(failure, check=self.check.name) for failure in failures]
+
+    def _judged(self, example: Example) -> list[Failure]:
+        case = Case(self.spec, example, self.device, self.dtype)
+        try:
+            failures = self.check.run(case)
+        except Discarded:
+            _require_deterministic(case)
+            raise
+        _require_deterministic(case)
+        return failures
 
     def drawn(self, max_examples: int | None, seed: int | None) -> list[Failure]:
         budget = _ShrinkBudget()
@@ -211,11 +230,12 @@ class _CheckRun:
             location=self.spec.location,
         )]
 
-    def _fault(self, example: Example, fault: Fault) -> Failure:
+    def _fault(self, example: Example, fault: Exception,
+               summary: str = "The spec's code failed") -> Failure:
         return Failure(
             spec=self.spec.name or "?", check=self.check.name, device=self.device,
             dtype=str(self.dtype).removeprefix("torch."),
-            summary="The spec's code failed", verdict=str(fault),
+            summary=summary, verdict=str(fault),
             example=example.describe(), explicit=example.index, location=self.spec.location,
         )
 
@@ -228,6 +248,16 @@ class _CheckRun:
         where = f"seed={seed}" if seed is not None else "derandomized"
         return (f"verify(spec, checks=[{self.check.name!r}], device={self.device!r}, "
                 f"dtype={dtype}, seed={seed})" if seed is not None else f"verify(...) [{where}]")
+
+
+def _require_deterministic(case: Case) -> None:
+    """A forward that draws random numbers gives the oracle noise, which its error bound
+    then excuses (or calls a kink): one more forward finds it out."""
+    how = case.nondeterminism()
+    if how:
+        raise Fault(f"the forward is not deterministic: {how} at the same inputs — its "
+                    f"verdicts would mean nothing; seed its randomness (a torch.Generator) "
+                    f"or, for nondeterministic kernels, declare nondet_tol")
 
 
 class _ShrinkBudget:
@@ -274,13 +304,23 @@ def _first_found(group: BaseExceptionGroup) -> _Found:
     raise group
 
 
-class _precise_cuda:
-    """TF32 off while comparing: its 10-bit mantissa would pass for a wrong gradient."""
+@contextmanager
+def _precise(device: str) -> Iterator[None]:
+    """TF32 off on CUDA while comparing: its 10-bit mantissa would pass for a wrong gradient.
 
-    def __enter__(self):
-        self.saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-
-    def __exit__(self, *exc):
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self.saved
+    cuDNN's flags go through its ``flags`` context manager, which works after
+    ``torch.backends.disable_global_flags()`` (torch's own test suite calls it).
+    """
+    if not device.startswith("cuda"):
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                         benchmark_limit=cudnn.benchmark_limit,
+                         deterministic=cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        matmul.allow_tf32 = saved

@@ -125,6 +125,33 @@ def _softmax_backward(grad, result):
     return result * (grad - (grad * result).sum(-1, keepdim=True))
 
 
+def _softmax_backward_expanded(grad, result):
+    """s g - s <g, s>: two order-one terms that cancel where s saturates."""
+    return result * grad - result * (grad * result).sum(-1, keepdim=True)
+
+
+def _logcosh(pred, target):
+    return torch.log(torch.cosh(pred - target)).mean()
+
+
+def _logcosh_backward(sign: float):
+    return lambda grad, pred, target: sign * grad * torch.tanh(pred - target) / pred.numel()
+
+
+class FusedSoftplus(Function):
+    """softplus as a fused kernel would compute it: log1p(exp(x)), linear above 20."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.where(x > 20, x, torch.log1p(torch.exp(x)))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.where(x > 20, torch.ones_like(x), torch.sigmoid(x))
+
+
 class _MLP(nn.Module):
     # Named layers, not nn.Sequential: Spec.from_module rejects the names "0.weight", ...
     def __init__(self):
@@ -296,7 +323,49 @@ TRICKY: list[Tricky] = [
         name="layer_norm", forward=_layer_norm, inputs={"x": Input(("m", "n"))},
         dims={"n": (2, 64)}, backward={"x": _layer_norm_backward},
     ), "layer norm, full backward"),
+    Tricky(Spec(
+        name="softmax_saturated_expanded", forward=lambda x: torch.softmax(x, -1),
+        inputs={"x": Input(("m", "n"), low=-100, high=100)},
+        backward={"x": _softmax_backward_expanded},
+        examples=[{"x": [[100.0, -100.0, 50.0]]}, {"x": [[30.0, -30.0], [0.0, 60.0]]}],
+    ), "softmax VJP written as s g - s <g, s>: where s saturates the gradient is made of "
+       "order-one terms that cancel, and the two sources round differently"),
+    Tricky(Spec(
+        name="layer_norm_constant_row", forward=_layer_norm, inputs={"x": Input(("m", "n"))},
+        dims={"n": (2, 16)}, backward={"x": _layer_norm_backward},
+        examples=[{"x": [[3.0, 3.0, 3.0, 3.0]]}, {"x": [[-10.0, -9.96]]}],
+    ), "layer norm of a constant row (the variance is 0, eps alone) and of a row whose mean "
+       "cancels in float32"),
+    Tricky(Spec(
+        name="layer_norm_summed", forward=lambda x: _layer_norm(x).sum(),
+        inputs={"x": Input(("m", "n"))}, dims={"n": (2, 16)},
+        backward={"x": lambda grad, x: _layer_norm_backward(grad.expand_as(x), x)},
+    ), "the sum of a layer norm's output is 0 whatever x: its gradient is rounding noise"),
+    Tricky(Spec(
+        name="layer_norm_against_torch", forward=_layer_norm, inputs={"x": Input(("m", "n"))},
+        dims={"n": (2, 16)},
+        reference=lambda x: nn.functional.layer_norm(x, x.shape[-1:], eps=1e-5),
+        examples=[{"x": [[-10.0, -9.96]]}],
+    ), "a hand-written layer norm against F.layer_norm: in float32 both round their mean "
+       "(which cancels at [-10, -9.96]), each in its own way"),
+    Tricky(Spec(
+        name="fused_softplus_against_torch", forward=lambda x: FusedSoftplus.apply(x),
+        inputs={"x": vector(-15, 15)}, reference=lambda x: nn.functional.softplus(x),
+    ), "a fused softplus Function against F.softplus", no_forward_ad=True),
+    Tricky(Spec(
+        name="norm_inf", forward=lambda x: torch.linalg.vector_norm(x, ord=float("inf")),
+        inputs={"x": Input(("n", "n"), unique=True)}, dims={"n": (1, 5)},
+    ), "the max-norm: a selection, which simulated rounding must leave exact (it once made "
+       "the gradient NaN)"),
     # --- ill-conditioned domains -----------------------------------------------------------------
+    Tricky(Spec(
+        name="logcosh_near_zero", forward=_logcosh,
+        inputs={"pred": Input(("N", "D")), "target": Input(("N", "D"))},
+        dims={"N": (1, 4), "D": (1, 4)},
+        backward={"pred": _logcosh_backward(1.0), "target": _logcosh_backward(-1.0)},
+        examples=[{"pred": [[0.0]], "target": [[1e-05]]}],
+    ), "log(cosh(d)) at d = 1e-5: cosh rounds at 1e-16 before log cancels it, so the "
+       "forward rounds far above its own size (a user's spec, issue 12)"),
     Tricky(Spec(
         name="reciprocal_near_pole", forward=lambda x: 1 / x, inputs={"x": vector(1e-3, 1.0)},
         backward={"x": lambda grad, x: -grad / x**2},

@@ -409,7 +409,7 @@ def test_runtime_fault_fails_the_item_with_the_example(
         glob(f"Failing example (examples[0] of the spec): {example}"),
         glob(f"Spec: specs/{name}:{line}"),
         glob(f'Reproduce: pytest "specs/{name}::{node}" --harness-seed=5 '
-             "--hypothesis-profile=harness-dev"),
+             "--harness-max-examples=5 --hypothesis-profile=harness-dev"),
     ], consecutive=True)
     assert f"FAILED specs/{name}::{node} - {first}" in result.stdout.lines
     assert_no_internals(result)

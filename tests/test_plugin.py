@@ -244,8 +244,9 @@ def test_files_outside_spec_folders_and_private_files_are_not_collected(pytester
         pytest.param(["--harness-devices=,"],
                      "--harness-devices is empty — give at least one of auto, cpu, cuda",
                      id="only-commas"),
-        pytest.param(["--harness-max-examples=0"],
-                     "--harness-max-examples=0 must be at least 1", id="max-examples"),
+        pytest.param(["--harness-max-examples=-1"],
+                     "--harness-max-examples=-1 must be at least 0 (0 runs the specs' explicit "
+                     "examples only)", id="max-examples"),
     ],
 )
 def test_bad_option_is_a_usage_error(seed_specs, args, message):
@@ -321,15 +322,16 @@ def test_failure_report_sections(pytester, write):
         "analytic formula is likely wrong",
         "",
         "Mismatched elements: 2 / 2 (100.0%)",
-        "Greatest absolute difference: * at index (*,) (up to * allowed)",
+        "Greatest absolute difference: * at index (*,) (up to * allowed: *)",
         "Greatest relative difference: 0.5 at index (*,) (up to * allowed)",
         "   index   analytic*autograd*finite difference",
         "*",
         "*",
         "Failing example (examples[[]0[]] of the spec): n=2; x=[[]1.5, -2.0[]]",
+        "Cotangent (grad): [[]*, *[]]",
         "Spec: specs/wrong.toml:1",
         'Reproduce: pytest "specs/wrong.toml::wrong_sections::analytic[[]cpu-float64[]]" '
-        "--harness-seed=11 --hypothesis-profile=harness-dev",
+        "--harness-seed=11 --harness-max-examples=5 --hypothesis-profile=harness-dev",
     ], consecutive=True)
 
 

@@ -7,11 +7,11 @@ import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from harness import Input, Spec
-from harness.context import Context
+from harness.case import Case
 from harness.examples import Example
-from harness.rounding import SimulatedRounding, rounds
+from harness.rounding import SimulatedRounding, rounds, unit_roundoff
 
-UNIT_ROUNDOFF = torch.finfo(torch.float32).eps / 2
+UNIT_ROUNDOFF = unit_roundoff(torch.float32)
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -21,7 +21,7 @@ def _generator(seed: int = 0) -> torch.Generator:
 @pytest.mark.parametrize("seed", range(3))
 def test_a_rounding_op_moves_by_at_most_a_unit_roundoff(seed: int) -> None:
     x = torch.linspace(1, 2, 100, dtype=torch.float64)
-    with SimulatedRounding(torch.float32, _generator(seed)):
+    with SimulatedRounding(UNIT_ROUNDOFF, _generator(seed)):
         moved = torch.exp(x)
     relative = (moved / torch.exp(x) - 1).abs()
     assert 0 < float(relative.max()) <= UNIT_ROUNDOFF * (1 + 1e-9)
@@ -30,7 +30,7 @@ def test_a_rounding_op_moves_by_at_most_a_unit_roundoff(seed: int) -> None:
 
 def test_selections_and_exact_ops_are_left_alone() -> None:
     x = torch.tensor([3.0, -1.0, 2.0, 2.5], dtype=torch.float64, requires_grad=True)
-    with SimulatedRounding(torch.float32, _generator()):
+    with SimulatedRounding(UNIT_ROUNDOFF, _generator()):
         top = x.max()
         (gradient,) = torch.autograd.grad(top, x)
         values = torch.sort(x).values
@@ -46,7 +46,7 @@ def test_selections_and_exact_ops_are_left_alone() -> None:
 
 def test_views_and_in_place_results_are_left_alone() -> None:
     x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
-    with SimulatedRounding(torch.float32, _generator()):
+    with SimulatedRounding(UNIT_ROUNDOFF, _generator()):
         view = x.view(3)
         x.add_(0.5)
     assert view.data_ptr() == x.data_ptr()
@@ -55,7 +55,7 @@ def test_views_and_in_place_results_are_left_alone() -> None:
 
 def test_other_dtypes_are_left_alone() -> None:
     x = torch.linspace(1, 2, 10, dtype=torch.float32)
-    with SimulatedRounding(torch.float32, _generator()):
+    with SimulatedRounding(UNIT_ROUNDOFF, _generator()):
         assert torch.equal(torch.exp(x), torch.exp(x.clone()))
 
 
@@ -84,10 +84,10 @@ def test_sensitivity_covers_a_cancelling_intermediate(seed: int) -> None:
     by an ulp each does not reproduce it; simulated rounding does."""
     point = torch.tensor([-10.0, -9.960000038146973], dtype=torch.float64)
     example = Example(dims={"n": 2}, values={"x": point}, cotangent_seed=seed)
-    context = Context(STD, example, "cpu", torch.float32)
-    exact = float(context.cotangent) * torch.tensor([-1.0, 1.0], dtype=torch.float64) / 2**0.5
-    error = (context.autograd["x"].double() - exact).abs()
-    allowed = context.atol * max(float(exact.abs().max()), 1) + context.sensitivity["x"]
+    case = Case(STD, example, "cpu", torch.float32)
+    exact = float(case.cotangent) * torch.tensor([-1.0, 1.0], dtype=torch.float64) / 2**0.5
+    error = (case.autograd["x"].double() - exact).abs()
+    allowed = case.allowance(exact).total + case.rounding("autograd")["x"]
     assert bool((error <= allowed).all()), (error, allowed)
 
 
@@ -103,5 +103,5 @@ def test_a_forward_that_refuses_simulation_keeps_the_neighbour_model() -> None:
     example = Example(dims={"n": 3}, values={"x": torch.tensor([0.5, 1.0, 2.0],
                                                                dtype=torch.float64)},
                       cotangent_seed=0)
-    sensitivity = Context(spec, example, "cpu", torch.float32).sensitivity["x"]
-    assert bool((sensitivity > 0).all())  # exp's neighbours differ: the spread is real
+    rounding = Case(spec, example, "cpu", torch.float32).rounding("autograd")["x"]
+    assert bool((rounding > 0).all())  # exp's neighbours differ: the spread is real

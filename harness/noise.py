@@ -1,0 +1,142 @@
+"""The noise model: how far rounding may move a quantity a spec computes, per element.
+
+A *quantity* is a function ``quantity(point, dtype) -> {key: tensor}`` — a
+gradient, an output, a tangent — evaluated at a point (the inputs, in ``dtype``).
+Its noise at the item's point is NOISE_FACTOR times the largest change over a
+few reruns that each round differently:
+
+- the float64 computation with every operation's result rounded at random to the
+  item's precision (Monte Carlo arithmetic, ``harness.rounding``): it sees the
+  intermediates that cancel (``1 - s`` for a saturated sigmoid, the mean std's
+  backward subtracts) and never runs a low-precision kernel, so it cannot excuse
+  one that is wrong;
+- below float64, the computation in float64 and in the item's dtype at inputs
+  moved by one or two units in the last place of the dtype (by backward
+  stability rounding acts like moving the inputs; and the kernel's own rounding,
+  as it changes from one input to the next). Moving every element by exactly one
+  would keep the parity of their sum, and a mean's rounding error, unchanged.
+
+In float64 itself the Monte Carlo runs simulate a coarser unit roundoff,
+``SIMULATED_FLOAT64``, far above float64's own rounding, and the spread is
+scaled back down: to first order rounding errors propagate linearly in the unit
+roundoff. A forward that refuses a dispatch mode (a compiled kernel) keeps the
+neighbour samples, in float64 too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+
+from harness.evaluate import Fault
+from harness.rounding import SimulatedRounding, unit_roundoff
+
+Values = Mapping[str, torch.Tensor]
+Quantity = Callable[[Values, torch.dtype], Mapping[str, torch.Tensor]]
+
+NEIGHBOURS = 4  # neighbouring inputs sampled per dtype
+ROUNDED_RUNS = 4  # Monte Carlo arithmetic runs
+# The largest change over a handful of samples understates the worst one a
+# rounding of the same kind may give: each sample is one draw of it.
+NOISE_FACTOR = 10.0
+# The unit roundoff simulated for float64: 2^9 times float64's own, so that the
+# runs' real float64 rounding is 0.2% of what they simulate.
+SIMULATED_FLOAT64 = 2.0**-44
+
+
+class NoiseModel:
+    """Measures the rounding noise of quantities at one point, in one dtype.
+
+    ``values`` are the item's inputs (in ``dtype``, on the device); each quantity
+    is measured with the same random draws (``seed``), so a rerun gives the same
+    allowance.
+
+    >>> import torch
+    >>> model = NoiseModel({"x": torch.tensor([0.5, 2.0])}, torch.float32, seed=0)
+    >>> noise = model.measure(lambda point, dtype: {"y": point["x"].exp()})
+    >>> bool((noise["y"] > 0).all()), bool((noise["y"] < 1e-4 * 2.0**0.5 * 10).all())
+    (True, True)
+    """
+
+    def __init__(self, values: Values, dtype: torch.dtype, seed: int):
+        self.values = {name: value.detach() for name, value in values.items()}
+        self.dtype, self.seed = dtype, seed
+        self.point64 = {name: value.to(torch.float64) for name, value in self.values.items()}
+
+    def measure(self, quantity: Quantity, *, neighbours: bool = True) -> dict[str, torch.Tensor]:
+        """NOISE_FACTOR x the largest change of each of the quantity's tensors (float64, CPU).
+
+        Without ``neighbours`` only the simulated rounding counts (where it can run):
+        how the function itself rounds, without what moving its inputs by an ulp does
+        to it — the inputs of a comparison are exact, and an ulp of a bfloat16 input
+        moves exp(x) by 6% at x = -8.
+        """
+        generator = torch.Generator().manual_seed(self.seed)
+        spread: dict[str, torch.Tensor] = {}
+        for base, samples, scale in self._runs(quantity, generator, neighbours):
+            for sample in samples:
+                _widen(spread, base, sample, scale)
+        return {key: NOISE_FACTOR * value for key, value in spread.items()}
+
+    def _runs(
+        self, quantity: Quantity, generator, neighbours: bool
+    ) -> Iterator[tuple[dict, Iterator, float]]:
+        """(base, samples, scale): each sample's change from its base, times scale, counts."""
+        base64 = _evaluated(quantity, self.point64, torch.float64)
+        low = self.dtype != torch.float64
+        roundoff = unit_roundoff(self.dtype) if low else SIMULATED_FLOAT64
+        simulated = list(self._simulated(quantity, roundoff, generator))
+        if simulated:
+            yield base64, simulated, unit_roundoff(self.dtype) / roundoff
+        if not low and simulated:
+            return
+        if neighbours or not simulated:  # no dispatch mode for this forward: neighbours
+            yield base64, self._neighbours(quantity, torch.float64, generator), 1.0
+            if low:
+                base = _evaluated(quantity, self.values, self.dtype)
+                yield base, self._neighbours(quantity, self.dtype, generator), 1.0
+
+    def _neighbours(self, quantity: Quantity, dtype: torch.dtype, generator) -> Iterator[dict]:
+        for _ in range(NEIGHBOURS):
+            moved = {name: _next_to(value, self.dtype, generator).to(dtype)
+                     for name, value in self.values.items()}
+            try:
+                yield _evaluated(quantity, moved, dtype)
+            except Fault:  # the spec's code fails an ulp away: that sample says nothing
+                continue
+
+    def _simulated(self, quantity: Quantity, roundoff: float, generator) -> Iterator[dict]:
+        for _ in range(ROUNDED_RUNS):
+            try:
+                with SimulatedRounding(roundoff, generator):
+                    sample = _evaluated(quantity, self.point64, torch.float64)
+            except Fault:  # the forward refuses a dispatch mode (a compiled kernel):
+                return  # the neighbour samples alone stand for rounding
+            yield sample
+
+
+def _evaluated(quantity: Quantity, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {key: value.detach().to(torch.float64).cpu()
+            for key, value in quantity(point, dtype).items()}
+
+
+def _widen(spread: dict[str, torch.Tensor], base: Mapping, sample: Mapping, scale: float) -> None:
+    """Grow each spread by scale |sample - base|, where both are finite: a run that broke
+    the algorithm (a square root of a variance rounded below zero) says nothing of rounding."""
+    for key, value in base.items():
+        change = (sample[key] - value).abs() * scale
+        change = torch.where(torch.isfinite(change), change, 0.0)
+        spread[key] = torch.maximum(spread.get(key, torch.zeros_like(change)), change)
+
+
+def _next_to(value: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
+    """Every element moved by one or two floats of ``dtype``, up or down, drawn per element."""
+    if not value.is_floating_point():
+        return value
+    up = torch.rand(value.shape, generator=generator) < 0.5
+    twice = torch.rand(value.shape, generator=generator) < 0.5
+    rounded = value.to(dtype)
+    target = torch.where(up, torch.inf, -torch.inf).to(dtype=dtype, device=value.device)
+    once = torch.nextafter(rounded, target)
+    return torch.where(twice.to(value.device), torch.nextafter(once, target), once)

@@ -1,0 +1,124 @@
+"""The finite-difference oracle at one case: what it differentiates, along what, and when
+it declines to judge.
+
+The oracle differentiates phi(x) = <v, f(x) - f(x0)> in float64 at the case's
+point x0 (the item's inputs, rounded to its dtype), with steps scaled to each
+element (``harness.numeric``). An estimate it cannot trust — a forward that is
+not finite or raises within a step, one-sided differences that disagree (a kink)
+— raises ``Discarded``: such an example is counted, never failed.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import torch
+
+from harness import evaluate, numeric
+from harness.errors import Discarded
+
+if TYPE_CHECKING:
+    from harness.case import Case
+
+
+class Oracle:
+    """The float64 oracle bound to ``case``: partial and directional derivatives of phi."""
+
+    def __init__(self, case: Case):
+        self.case = case
+        self._partials: dict[tuple[str, bool], numeric.Estimate] = {}
+
+    @cached_property
+    def phi(self):
+        """<v, f(x) - f(x0)>: 0 at the point, so the oracle never evaluates it there."""
+        case = self.case
+        return evaluate.contracted(case.spec, case.dims, case.cotangent.to(torch.float64),
+                                   offset=case.output64)
+
+    @cached_property
+    def magnitude(self) -> float:
+        """sum |v| |f(x)| in float64: the scale of rounding noise in phi."""
+        cotangent = self.case.cotangent.to(torch.float64).abs()
+        return float((cotangent * self.case.output64.abs()).sum())
+
+    @cached_property
+    def measured_magnitude(self) -> float:
+        """The scale of phi's rounding noise as measured: at least ``magnitude``, and more
+        where the forward rounds far above its own size (log(cosh(d)) near d = 0 rounds
+        cosh at 1e-16 before log cancels it), in units of eps."""
+        noise = self.case.rounding("output", in_float64=True)["output"]
+        cotangent = self.case.cotangent.to(torch.float64).abs().cpu()
+        measured = float((cotangent * noise).sum()) / numeric.EPS64
+        return max(self.magnitude, measured)
+
+    def _magnitude(self, measured: bool) -> float:
+        return self.measured_magnitude if measured else self.magnitude
+
+    def scale(self, name: str) -> torch.Tensor:
+        return numeric.step_scale(self.case.point64[name], self.case.spec.inputs[name])
+
+    def partials(self, name: str, *, measured: bool = False) -> numeric.Estimate:
+        """Every partial derivative of phi for input ``name`` (with ``measured``, its error
+        bound counts the forward's measured rounding); discards a kinked point — after
+        asking whether the forward's own rounding explains what looked like one."""
+        key = (name, measured)
+        if key not in self._partials:
+            self._partials[key] = numeric.partial_derivatives(
+                self.phi, self.case.point64, name, self.scale(name), self._magnitude(measured),
+                centred=True)
+        estimate = self._partials[key]
+        if not measured and not _trusted(estimate):
+            return self.partials(name, measured=True)
+        return _judgeable(estimate)
+
+    def direction(self, name: str) -> torch.Tensor:
+        """A random direction, scaled like the input, with no component near zero."""
+        generator = torch.Generator().manual_seed(self.case.example.cotangent_seed + 1)
+        shape = self.case.point64[name].shape
+        uniform = 2 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1
+        signed = torch.copysign(0.5 + uniform.abs(), uniform)  # one draw: size and sign
+        return signed.to(self.case.device) * self.scale(name)
+
+    def gradient_direction(self, name: str, gradient: torch.Tensor) -> torch.Tensor | None:
+        """The gradient itself as a direction, scaled like the input; None if it is zero."""
+        scale = self.scale(name)
+        weighted = gradient.detach().to(torch.float64) * scale
+        if not weighted.numel():
+            return None
+        largest = weighted.abs().max()
+        if not largest > 0 or not torch.isfinite(largest):
+            return None
+        return weighted / largest * scale
+
+    def directional(
+        self, name: str, direction: torch.Tensor, *, measured: bool = False
+    ) -> numeric.Estimate:
+        estimate = numeric.directional_derivative(
+            self.phi, self.case.point64, {name: direction}, self._magnitude(measured),
+            centred=True)
+        if not measured and not _trusted(estimate):
+            return self.directional(name, direction, measured=True)
+        return _judgeable(estimate)
+
+    def directional_all(
+        self, directions: dict[str, torch.Tensor], *, measured: bool = False
+    ) -> numeric.Estimate:
+        """The derivative of phi along several inputs at once (no discarding)."""
+        directions = {name: d.to(torch.float64) for name, d in directions.items()}
+        return numeric.directional_derivative(
+            self.phi, self.case.point64, directions, self._magnitude(measured), centred=True)
+
+
+def _trusted(estimate: numeric.Estimate) -> bool:
+    return estimate.finite and bool(estimate.smooth.all())
+
+
+def _judgeable(estimate: numeric.Estimate) -> numeric.Estimate:
+    if estimate.failure:
+        raise Discarded(f"the forward raised within a finite-difference step: {estimate.failure}")
+    if not estimate.finite:
+        raise Discarded("the forward is not finite within a finite-difference step")
+    if not bool(estimate.smooth.all()):
+        raise Discarded("one-sided differences disagree: not differentiable here")
+    return estimate

@@ -1,0 +1,92 @@
+"""Real ops that once made ``verify`` raise: each now gets a verdict, a discard or a clear fault.
+
+Seen on PyTorch's OpInfo samples: empty inputs and outputs, Taylor steps that leave
+the op's domain, torch's test suite freezing the backend flags, and a forward that
+draws random numbers.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness import CHECKS, Input, Spec, verify
+from harness.verify import _precise
+
+APPLICABLE = [name for name in CHECKS if name != "devices"]
+
+
+def _all_checks(spec: Spec, dtype: torch.dtype = torch.float64) -> dict[str, str]:
+    """The first line of each check's report (every check must return one, not raise)."""
+    lines = {}
+    for check in APPLICABLE:
+        if CHECKS[check].skip_reason(spec, "cpu", str(dtype).removeprefix("torch.")):
+            continue
+        report = verify(spec, checks=[check], dtype=dtype, max_examples=0)
+        lines[check] = str(report).splitlines()[0]
+    return lines
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_empty_inputs_and_outputs_pass(dtype: torch.dtype) -> None:
+    spec = Spec(name="empty", forward=lambda x, w: (x * w.sum()).sin(),
+                inputs={"x": Input(["n"]), "w": Input([0])},
+                backward={"x": lambda grad, x, w: grad * 0.0, "w": lambda grad, w: w},
+                examples=[{"x": [], "w": []}, {"x": [1.0, 2.0], "w": []}],
+                twice_differentiable=True)
+    for check, line in _all_checks(spec, dtype).items():
+        assert line.startswith("passed"), (check, line)
+
+
+def test_taylor_steps_that_leave_the_domain_are_not_a_crash() -> None:
+    """cholesky of a barely positive-definite matrix: a step of the input's own size
+    leaves the cone and cholesky raises there; the Taylor test takes smaller steps."""
+    spec = Spec(name="cholesky", forward=lambda a: torch.linalg.cholesky(a @ a.mT + 1e-3),
+                inputs={"a": Input([2, 2])},
+                examples=[{"a": [[1.0, 0.999], [0.999, 1.0]]}])
+    for check, line in _all_checks(spec).items():
+        assert line.startswith("passed"), (check, line)
+
+
+def test_binary_cross_entropy_near_the_edge_of_its_domain() -> None:
+    spec = Spec(name="bce", inputs={"p": Input(["n"], low=0.01, high=0.99),
+                                    "y": Input(["n"], low=0.0, high=1.0, requires_grad=False)},
+                forward=lambda p, y: torch.nn.functional.binary_cross_entropy(p, y),
+                examples=[{"p": [0.99, 0.02, 0.5], "y": [1.0, 0.0, 0.3]}])
+    for check, line in _all_checks(spec).items():
+        assert line.startswith("passed"), (check, line)
+
+
+def test_verify_after_torch_freezes_its_backend_flags(monkeypatch) -> None:
+    """torch.testing._internal calls torch.backends.disable_global_flags(); setting a
+    cuDNN flag directly raises after it, the flags() context manager does not."""
+    flags = torch.backends.flags_frozen.__globals__  # torch.backends' own module namespace
+    monkeypatch.setitem(flags, "__allow_nonbracketed_mutation_flag", True)  # restored after
+    torch.backends.disable_global_flags()
+    with pytest.raises(RuntimeError, match="disable_global_flags"):
+        torch.backends.cudnn.allow_tf32 = False
+    with _precise("cuda"):
+        assert torch.backends.cudnn.allow_tf32 is False
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 is True
+    spec = Spec(name="square", forward=lambda x: x**2, inputs={"x": Input(["n"])})
+    assert verify(spec, checks=["finite_difference"], max_examples=3, seed=0).passed
+
+
+def test_a_forward_that_draws_random_numbers_is_told_so_not_judged() -> None:
+    spec = Spec(name="dropout_like", forward=lambda x: x * (torch.rand_like(x) > 0.5),
+                inputs={"x": Input(["n"])}, examples=[{"x": [1.0, -2.0, 3.0, 0.5]}])
+    report = verify(spec, checks=["finite_difference"], max_examples=0)
+    assert not report.passed
+    headline = str(report).splitlines()[0]
+    assert headline.startswith("The spec's code failed"), headline
+    assert "the forward is not deterministic: two runs differ by up to" in headline, headline
+    assert "seed its randomness" in headline
+
+
+def test_max_examples_zero_runs_the_explicit_examples_only() -> None:
+    spec = Spec(name="square", forward=lambda x: x**2, inputs={"x": Input(["n"])},
+                examples=[{"x": [1.0]}, {"x": [2.0, 3.0]}])
+    assert verify(spec, checks=["taylor"], max_examples=0).examples == 2
+    with pytest.raises(ValueError, match="max_examples=-1 must be an integer >= 0"):
+        verify(spec, max_examples=-1)
