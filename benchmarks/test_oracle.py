@@ -58,6 +58,7 @@ def _median(benchmark) -> float:
     return benchmark.stats.stats.median
 
 
+
 @pytest.mark.parametrize("check", ["finite_difference", "taylor"])
 def test_per_example_cost_does_not_grow_with_size(check, benchmark, request) -> None:
     example = _example(LARGE)

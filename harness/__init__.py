@@ -4,7 +4,9 @@ The names below are re-exported lazily (PEP 562), so that importing the pytest
 plugin — and so ``pytest --help`` — does not import torch.
 """
 
+import sys
 from importlib import import_module
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -47,3 +49,26 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return [*__all__, "__version__"]
+
+
+class _Package(ModuleType):
+    """Keeps an exported name from being replaced by the submodule of the same name.
+
+    Importing ``harness.verify`` (the module) makes Python set the package attribute
+    ``verify`` to that module, after which ``from harness import verify`` would give the
+    module instead of the function. The function is kept.
+
+    >>> import harness.verify
+    >>> from harness import verify
+    >>> callable(verify)
+    True
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if (name in _EXPORTS and isinstance(value, ModuleType)
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

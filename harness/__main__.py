@@ -1,8 +1,11 @@
-"""python -m harness list|validate|bench-plot [PATHS]: look at spec files without running pytest.
+"""python -m harness list|validate|formulas|bench-plot [PATHS]: spec files without pytest.
 
 ``validate`` exits 1 with the same messages pytest shows for invalid specs, which
-makes it a pre-commit hook; ``list`` shows each spec, where it is, its inputs and
-the checks that apply.
+makes it a pre-commit hook; ``list`` shows each spec, where it is, its doc, its
+inputs and the checks that apply; ``formulas`` prints what a TOML formula may use.
+Spec files are found as the pytest plugin finds them: the project's pytest
+configuration (ini ``harness_specs``, default ``specs``) and the one rule of
+``harness.loader.is_spec_file``; a file named on the command line is always read.
 """
 
 from __future__ import annotations
@@ -10,23 +13,28 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-
-DEFAULT_PATHS = ("specs",)
+from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m harness`` and the ``harness`` script.
 
     >>> main(["validate", "specs/seed.toml"])  # doctest: +SKIP
+    6 valid, 0 invalid specs
     0
     """
-    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, text in (("list", "list specs with their inputs and checks"),
+    for name, text in (("list", "list specs with their doc, inputs and checks"),
                        ("validate", "load every spec; exit 1 if any is invalid")):
         command = commands.add_parser(name, help=text, description=text)
-        command.add_argument("paths", nargs="*", metavar="PATH",
-                             help=f"spec files or folders (default: {' '.join(DEFAULT_PATHS)})")
+        command.add_argument(
+            "paths", nargs="*", metavar="PATH",
+            help="spec files or folders (default: the spec folders of the project's pytest "
+                 "configuration, ini harness_specs, else specs)")
+    commands.add_parser("formulas", help="print what a TOML formula may use (the whitelist)",
+                        description="print what a TOML formula may use (the whitelist)")
     commands.add_parser("bench-plot", help="plot backward time against input size",
                         add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -36,26 +44,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench_plot(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    entries = _entries(args.paths or DEFAULT_PATHS)
+    if args.command == "formulas":
+        from harness.whitelist import describe
+
+        print(describe())
+        return 0
+    entries = _entries(args.paths)
     if entries is None:
         return 2
     return _list(entries) if args.command == "list" else _validate(entries)
 
 
 def _entries(paths: Sequence[str]):
+    """The entries (Spec or Broken) of every spec file the paths name, as pytest would
+    collect them; None (after a message) when a path names none."""
+    import pytest
+
     from harness.errors import SpecError
     from harness.loader import load_file, spec_files
+    from harness.project import project
 
+    try:
+        found = project(paths)
+    except pytest.UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+    found.use_pythonpath()
     entries = []
-    for path in paths:
+    for path in paths or [str(root) for root in found.spec_roots if root.exists()]:
         try:
-            files = spec_files(path)
+            files = spec_files(path, found.spec_roots, norecursedirs=found.norecursedirs)
         except SpecError as error:
             print(f"error: {error}", file=sys.stderr)
             return None
+        if Path(path).is_dir() and not files:
+            print(f"error: {path}: no spec files — it is outside the spec folders "
+                  f"({_shown(found.spec_roots)}); add it to harness_specs in the pytest "
+                  f"configuration, or name its files", file=sys.stderr)
+            return None
         for file in files:
-            entries += load_file(file)
+            entries += load_file(file, rootdir=found.rootdir)
+    if not paths and not entries:
+        print(f"error: no spec files in {_shown(found.spec_roots)} — write one, or set "
+              f"harness_specs in the pytest configuration", file=sys.stderr)
+        return None
     return entries
+
+
+def _shown(roots: Sequence[Path]) -> str:
+    import os
+
+    return ", ".join(os.path.relpath(root) for root in roots)
 
 
 def _validate(entries) -> int:
@@ -82,6 +121,8 @@ def _list(entries) -> int:
             for name, spec_input in entry.inputs.items()
         )
         print(f"{entry.name}  {entry.location}")
+        if entry.doc:
+            print(f"    {entry.doc}")
         print(f"    inputs: {inputs}")
         print(f"    checks: {', '.join(applicable_checks(entry))}")
     return 1 if any(isinstance(entry, Broken) for entry in entries) else 0

@@ -4,7 +4,7 @@ For each chosen spec, one dim is scaled so that the largest input holds 2^8 ... 
 elements (sizes that run out of memory end that spec's sweep); at each size the
 forward and backward medians are measured (``harness.bench.measure``). The figure
 shows backward time and the backward/forward ratio against size, one line per spec
-and device. matplotlib is an optional extra (``pip install 'harness[plot]'``).
+and device. matplotlib is an optional extra (``pip install 'pytest-gradharness[plot]'``).
 
     python -m harness bench-plot linear_mse sum_of_squares:n --out docs/scaling.png
 """
@@ -12,6 +12,7 @@ and device. matplotlib is an optional extra (``pip install 'harness[plot]'``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ from harness.timing import BenchmarkSkipped
 RATIO_BOUND = 5.0
 MISSING_MATPLOTLIB = (
     "bench-plot draws with matplotlib, which is not installed — "
-    "pip install 'harness[plot]' (or pip install matplotlib)"
+    "pip install 'pytest-gradharness[plot]' (or pip install matplotlib)"
 )
 
 Sweep = tuple[str, str, list[tuple[int, Measurement]]]  # (label, device, [(size, m)])
@@ -126,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
         help="specs to sweep, each optionally with the dim to scale (default: the dim "
              "most inputs use); default: every spec that has a dim",
     )
-    parser.add_argument("--path", default="specs", help="spec file or folder (default: specs)")
+    parser.add_argument("--path", default=None,
+                        help="spec file or folder (default: the spec folders of the project's "
+                             "pytest configuration, ini harness_specs, else specs)")
     parser.add_argument("--out", default="scaling.png", type=Path,
                         help="PNG to write (default: scaling.png)")
     parser.add_argument("--devices", default=",".join(DEVICES),
@@ -155,12 +158,21 @@ def _pyplot():
     return pyplot
 
 
-def _chosen(path: str, wanted: Sequence[str]) -> list[tuple[object, str]]:
-    """(spec, dim to scale) for each SPEC[:DIM] asked for, or every spec with a dim."""
+def _chosen(path: str | None, wanted: Sequence[str]) -> list[tuple[object, str]]:
+    """(spec, dim to scale) for each SPEC[:DIM] asked for, or every spec with a dim; the
+    spec files are those pytest collects (``harness.project``) unless ``path`` names one."""
     from harness.loader import Broken, load_file, spec_files
+    from harness.project import project
     from harness.suggest import did_you_mean
 
-    entries = [entry for file in spec_files(path) for entry in load_file(file)]
+    found = project([] if path is None else [path])
+    found.use_pythonpath()
+    roots = [path] if path is not None else [r for r in found.spec_roots if r.exists()]
+    entries = [entry for root in roots
+               for file in spec_files(root, None if path is not None else found.spec_roots,
+                                      norecursedirs=found.norecursedirs)
+               for entry in load_file(file, rootdir=found.rootdir)]
+    path = path or ", ".join(os.path.relpath(root) for root in roots)
     specs = {entry.name: entry for entry in entries}
     if not wanted:
         return [(s, scale_dim(s)) for s in specs.values() if not isinstance(s, Broken) and s.dims]

@@ -3,8 +3,9 @@
 A TOML spec file is data, so loading one must never run code it names. A formula is
 parsed with :func:`ast.parse`, every node is checked against a whitelist, calls are
 bound to whitelisted torch callables, and only then is the tree compiled. Evaluation
-sees only the whitelisted functions, the constants and the inputs. docs/formulas.md is
-the user's reference.
+sees only the whitelisted functions, the constants and the inputs. ``python -m harness
+formulas`` prints the whitelist (messages name that command); docs/formulas.md is the
+reference with a note per function.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ MAX_LENGTH = 4000
 MAX_DEPTH = 64
 MAX_STRING = 100
 
-_DOCS = "(the whitelist is in docs/formulas.md)"
+_DOCS = "(the whitelist: python -m harness formulas)"
 _ELSEWHERE = (
     "a formula is one expression over the inputs and whitelisted functions; "
     "write a Python spec (specs/*.py) for anything else"

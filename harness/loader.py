@@ -1,8 +1,10 @@
 """Spec files -> specs. TOML files are data; Python spec modules are imported.
 
-``load_file`` never raises for a bad spec: each one that cannot be built becomes a
-``Broken`` entry carrying its SpecError (with path and line), so one bad spec
-costs only its own item. ``load_specs`` is the strict form for library users.
+``is_spec_file`` (from :mod:`harness.discovery`) is the one rule by which the pytest
+plugin and ``python -m harness`` find spec files. ``load_file`` never raises for a bad
+spec: each one that cannot be built becomes a ``Broken`` entry carrying its SpecError
+(with path and line), so one bad spec costs only its own item. ``load_specs`` is the
+strict form for library users.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.discovery import NORECURSEDIRS, SPEC_SUFFIXES, is_spec_file, is_under, spec_files
 from harness.errors import SpecError
-from harness.spec import Spec
+from harness.spec import Input, Spec, deferring_errors
 from harness.toml_spec import spec_from_table
 
-SPEC_SUFFIXES = (".toml", ".py")
+__all__ = ["NORECURSEDIRS", "SPEC_SUFFIXES", "Broken", "is_spec_file", "is_under", "load_file",
+           "load_specs", "spec_files"]
 _HEADER = re.compile(r"^\s*\[\[?\s*(\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)\s*[.\]]")
 _TOP_KEY = re.compile(r"^\s*(\"[^\"]*\"|[A-Za-z0-9_-]+)\s*[.=]")
 _TOML_LINE = re.compile(r"at line (\d+)")
@@ -40,7 +44,7 @@ class Broken:
 
 
 def load_specs(path: str | os.PathLike) -> list[Spec]:
-    """The specs of a ``.toml`` or ``.py`` file, or of every such file in a folder.
+    """The specs of a ``.toml`` or ``.py`` file, or of every spec file in a folder.
 
     Raises the first SpecError met; use ``load_file`` to keep going past bad specs.
 
@@ -57,25 +61,23 @@ def load_specs(path: str | os.PathLike) -> list[Spec]:
     return specs
 
 
-def spec_files(path: str | os.PathLike) -> list[Path]:
-    path = Path(path)
-    if path.is_dir():
-        return sorted(
-            p for p in path.rglob("*")
-            if p.suffix in SPEC_SUFFIXES and p.is_file() and not p.name.startswith(("_", "."))
-        )
-    if not path.exists():
-        raise SpecError(f"path={str(path)!r} does not exist — give a spec file or a folder")
-    if path.suffix not in SPEC_SUFFIXES:
-        raise SpecError(f"path={str(path)!r} is not a .toml or .py spec file")
-    return [path]
+def load_file(
+    path: str | os.PathLike, *, rootdir: str | os.PathLike | None = None,
+) -> list[Spec | Broken]:
+    """Every spec of one spec file, each a ``Spec`` or, if it cannot be built, ``Broken``.
 
+    A Python spec module is imported the way pytest imports a test module: the
+    first folder above it without an ``__init__.py``, and ``rootdir`` (the pytest
+    rootdir), go on ``sys.path`` first, so ``from mypkg import f`` finds the
+    project's own package in a checkout.
 
-def load_file(path: str | os.PathLike) -> list[Spec | Broken]:
+    >>> [entry.name for entry in load_file("specs/seed.toml")][:2]
+    ['scalar_chain', 'two_inputs']
+    """
     path = Path(path)
     shown = _shown(path)
     if path.suffix == ".py":
-        return _load_python(path, shown)
+        return _load_python(path, shown, rootdir)
     return _load_toml(path, shown)
 
 
@@ -232,37 +234,109 @@ def _file_broken(path: Path, shown: str, line: int | None, what: str) -> Broken:
                                        spec=path.stem))
 
 
-def _load_python(path: Path, shown: str) -> list[Spec | Broken]:
+def _load_python(path: Path, shown: str, rootdir) -> list[Spec | Broken]:
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     module_name = f"harness_spec_modules.{path.stem}_{digest}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[module_name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except SpecError as error:
-        line = error.line if _same_file(error.path, path) else _failing_line(error, path)
-        return [Broken(error.spec or path.stem,
-                       SpecError(error.message, path=shown, line=line,
-                                 spec=error.spec or path.stem))]
-    except (Exception, SystemExit) as error:  # a spec module is user code: its own item
-        sys.modules.pop(module_name, None)
-        return [_file_broken(path, shown, _failing_line(error, path),
-                             f"failed to import: {type(error).__name__}: {error} — fix the "
-                             f"module; the other spec files still load")]
-    return _module_specs(module, path, shown)
+    searched = _import_paths(path, rootdir)
+    with deferring_errors(path) as invalid:
+        try:
+            module_spec.loader.exec_module(module)
+        except SpecError as error:
+            sys.modules.pop(module_name, None)
+            line = error.line if _same_file(error.path, path) else _failing_line(error, path)
+            return [*_deferred(invalid, path, shown, _variables(module)),
+                    Broken(error.spec or path.stem,
+                           SpecError(error.message, path=shown, line=line,
+                                     spec=error.spec or path.stem))]
+        except (Exception, SystemExit) as error:  # a spec module is user code: its own item
+            sys.modules.pop(module_name, None)
+            return [*_deferred(invalid, path, shown, _variables(module)),
+                    _file_broken(path, shown, _failing_line(error, path),
+                                 f"failed to import: {type(error).__name__}: {error} — "
+                                 f"{_import_advice(error, path, searched)}")]
+    return _module_specs(module, path, shown, invalid)
 
 
-def _module_specs(module, path: Path, shown: str) -> list[Spec]:
-    specs, seen = [], set()
+def _import_paths(path: Path, rootdir) -> list[str]:
+    """Put the spec module's import root and the rootdir on ``sys.path`` (first, as
+    pytest's default ``prepend`` import mode does); the folders, as searched."""
+    folder = path.resolve().parent
+    while (folder / "__init__.py").is_file():  # inside a package: import from above it
+        folder = folder.parent
+    wanted = [str(folder)] + ([] if rootdir is None else [str(Path(rootdir).resolve())])
+    for entry in reversed(wanted):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    return list(dict.fromkeys(wanted))
+
+
+def _import_advice(error: BaseException, path: Path, searched: list[str]) -> str:
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        package = error.name.partition(".")[0]
+        folders = " and ".join(_shown(Path(folder)) for folder in searched)
+        return (f"install the package that provides {package!r} (pip install -e . in its "
+                f"project), or add the folder that holds it to pythonpath in the pytest "
+                f"configuration (e.g. pythonpath = [\"src\"] under "
+                f"[tool.pytest.ini_options]); {folders} (the spec module's folder and the "
+                f"rootdir) are on sys.path already; the other spec files still load")
+    return "fix the module; the other spec files still load"
+
+
+def _module_specs(module, path: Path, shown: str, invalid) -> list[Spec | Broken]:
+    entries: list[Spec | Broken] = []
+    seen: set[int] = set()
+    lines = {id(entry): line for entry, line in invalid}
     for variable, value in vars(module).items():
         if isinstance(value, Spec) and id(value) not in seen:
             seen.add(id(value))
             value.name = value.name or variable
+            if value.error is not None:
+                entries.append(_broken_spec(value, path, shown, lines.get(id(value))))
+                continue
             if value.path is None or _same_file(value.path, path):
                 value.path = shown
-            specs.append(value)
-    return specs
+            entries.append(value)
+    left = [(entry, line) for entry, line in invalid if id(entry) not in seen]
+    return entries + _deferred(left, path, shown)
+
+
+def _variables(module) -> dict[int, str]:
+    """id of each module-level value -> its variable (the first that holds it)."""
+    names: dict[int, str] = {}
+    for variable, value in vars(module).items():
+        names.setdefault(id(value), variable)
+    return names
+
+
+def _deferred(invalid, path: Path, shown: str, names: dict[int, str] | None = None,
+              ) -> list[Broken]:
+    """Broken entries for invalid Specs and Inputs, named by the variable that holds
+    them where ``names`` knows one."""
+    broken = []
+    for entry, line in invalid:
+        if isinstance(entry, Spec) and names and id(entry) in names:
+            entry.name = entry.name or names[id(entry)]
+        if isinstance(entry, Input):
+            error = entry.error
+            where = line if line is not None else error.line
+            broken.append(Broken(
+                f"{path.stem}-line{where}" if where else path.stem,
+                SpecError(f"Input(...) is invalid: {error.message}", path=shown, line=where,
+                          spec=path.stem)))
+        else:
+            broken.append(_broken_spec(entry, path, shown, line))
+    return broken
+
+
+def _broken_spec(spec: Spec, path: Path, shown: str, module_line: int | None) -> Broken:
+    error = spec.error
+    line = error.line if _same_file(error.path, path) else (module_line or error.line)
+    name = spec.name or (f"{path.stem}-line{line}" if line else path.stem)
+    return Broken(name, SpecError(error.message, path=shown, line=line,
+                                  spec=error.spec or name))
 
 
 def _same_file(candidate: str | None, path: Path) -> bool:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +33,72 @@ def _is_real(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+class _Deferral:
+    """The invalid Inputs and Specs built while a spec module is imported, each with the
+    line of that module executing when it was built (it may be built in a helper)."""
+
+    def __init__(self, file: str | None):
+        self.file = file
+        self.invalid: list[tuple[Input | Spec, int | None]] = []
+
+
+_DEFERRED: ContextVar[_Deferral | None] = ContextVar("harness_deferred", default=None)
+
+
+@contextmanager
+def deferring_errors(
+    file: str | os.PathLike | None = None,
+) -> Iterator[list[tuple[Input | Spec, int | None]]]:
+    """Inside the block an invalid ``Input`` or ``Spec`` does not raise.
+
+    It is built marked invalid instead (its ``error`` holds the located SpecError)
+    and listed, with the line of ``file`` (the spec module being imported) that was
+    running, so that a module runs on past one bad spec and the loader reports it as
+    one failing item beside the good ones. An invalid Input makes the Spec that uses
+    it invalid, and leaves the list.
+
+    >>> with deferring_errors() as invalid:
+    ...     bad = Input(low=1.0, high=0.0)
+    >>> [entry for entry, line in invalid] == [bad]
+    True
+    >>> bad.error.message
+    'low=1.0 must be below high=0.0 — swap them or widen the range'
+    """
+    token = _DEFERRED.set(_Deferral(None if file is None else os.fspath(file)))
+    try:
+        yield _DEFERRED.get().invalid
+    finally:
+        _DEFERRED.reset(token)
+
+
+def _defer(invalid: Input | Spec) -> bool:
+    """List ``invalid`` when errors are deferred; False when they must be raised."""
+    deferral = _DEFERRED.get()
+    if deferral is None:
+        return False
+    line = None
+    if deferral.file is not None:
+        frame = sys._getframe(1)
+        while frame is not None and not _same_path(frame.f_code.co_filename, deferral.file):
+            frame = frame.f_back
+        line = None if frame is None else frame.f_lineno
+    deferral.invalid.append((invalid, line))
+    return True
+
+
+def _consume(invalid: Input) -> None:
+    """An invalid Input used by a Spec: the Spec is reported, not the Input."""
+    deferral = _DEFERRED.get()
+    if deferral is not None:
+        deferral.invalid[:] = [entry for entry in deferral.invalid if entry[0] is not invalid]
+
+
+def _same_path(filename: str, file: str) -> bool:
+    return filename == file or (
+        not filename.startswith("<") and os.path.abspath(filename) == os.path.abspath(file)
+    )
+
+
 @dataclass(frozen=True)
 class Input:
     """One input of a spec's forward: its shape and the domain values are drawn from.
@@ -48,8 +117,20 @@ class Input:
     requires_grad: bool = field(default=True, kw_only=True)
     kinks: tuple[float, ...] = field(default=(), kw_only=True)
     unique: bool = field(default=False, kw_only=True)
+    # Set on an Input built invalid under deferring_errors: what is wrong, and where.
+    error: SpecError | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except SpecError as error:
+            if _DEFERRED.get() is None:
+                raise
+            path, line = _caller_location()
+            object.__setattr__(self, "error", error.located(path=path, line=line))
+            _defer(self)
+
+    def _validate(self) -> None:
         object.__setattr__(self, "shape", _checked_shape(self.shape))
         object.__setattr__(self, "kinks", _checked_kinks(self.kinks))
         for name in ("low", "high"):
@@ -155,6 +236,7 @@ class Spec:
         if path is None:
             path, line = _caller_location()
         self.path, self.line, self.name = path, line, name
+        self.error: SpecError | None = None  # set on an invalid spec built by deferring_errors
         try:
             _check_name(name)
             self._build(
@@ -162,7 +244,20 @@ class Spec:
                 tolerances, twice_differentiable, examples, doc, benchmark, nondet_tol,
             )
         except SpecError as error:
-            raise error.located(path=path, line=line, spec=name) from None
+            self.error = error.located(path=path, line=line, spec=name)
+            if not _defer(self):
+                raise self.error from None
+
+    @classmethod
+    def _invalid(cls, error: SpecError, path: str | None, line: int | None,
+                 name: str | None) -> Spec:
+        """An invalid spec for ``error`` (deferred), or ``error`` raised."""
+        located = error.located(path=path, line=line, spec=name)
+        spec = cls.__new__(cls)
+        spec.path, spec.line, spec.name, spec.error = path, line, name, located
+        if not _defer(spec):
+            raise located from None
+        return spec
 
     def _build(
         self, forward, inputs, backward, jvp, reference, dims, checks, dtypes,
@@ -256,8 +351,8 @@ class Spec:
                 module, inputs, forward, parameter_low, parameter_high
             )
         except SpecError as error:
-            raise error.located(path=spec_options["path"], line=spec_options.get("line"),
-                                spec=spec_options.get("name")) from None
+            return cls._invalid(error, spec_options["path"], spec_options.get("line"),
+                                spec_options.get("name"))
         return cls(forward=call, inputs=all_inputs, **spec_options)
 
 
@@ -276,7 +371,11 @@ def _caller_location() -> tuple[str | None, int | None]:
     """The first frame outside the harness package: where the user built the spec."""
     frame = sys._getframe(1)
     harness_dir = __file__.rsplit("/", 1)[0]
-    while frame is not None and frame.f_code.co_filename.startswith(harness_dir):
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(harness_dir)
+        # Input's __init__, which dataclasses generates with this module's globals
+        or frame.f_globals.get("__name__", "").partition(".")[0] == "harness"
+    ):
         frame = frame.f_back
     if frame is None:
         return None, None
@@ -308,6 +407,9 @@ def _checked_inputs(inputs: object) -> dict[str, Input]:
                 f"inputs[{name!r}]={value!r} is not an Input — write Input(shape, ...)",
                 key=f"inputs.{name}",
             )
+        if value.error is not None:  # built invalid under deferring_errors: so is the spec
+            _consume(value)
+            raise value.error
     if not any(value.requires_grad for value in inputs.values()):
         raise SpecError(
             "no input has requires_grad=true, so there is no gradient to check — "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -48,6 +48,8 @@ def verify(
     max_examples: int | None = None,
     seed: int | None = None,
     timeout: float | None = EXAMPLE_TIMEOUT,
+    settings: hypothesis.settings | None = None,
+    on_shrink: Callable[[float], None] | None = None,
 ) -> Report:
     """Check ``spec``'s gradients; never raises for a wrong gradient.
 
@@ -56,7 +58,11 @@ def verify(
     minimal one; ``max_examples=0`` runs the explicit examples only. ``seed``
     fixes the draw; the report's messages say how to rerun.
     ``timeout`` bounds the seconds one example may take (a forward that never
-    finishes becomes a failure); None lifts the bound.
+    finishes becomes a failure); None lifts the bound. ``settings`` are the
+    Hypothesis settings the draw starts from (default: the loaded profile's, as
+    for any ``@given`` test); the pytest plugin passes its ``harness-dev`` or
+    ``harness-ci`` profile. ``on_shrink`` is called with the seconds since the
+    first failure each time Hypothesis tries a smaller example.
 
     >>> import torch
     >>> from harness import Input, Spec
@@ -84,7 +90,7 @@ def verify(
         if reason:
             report.skipped[check.name] = reason
             continue
-        run = _CheckRun(spec, check, device, dtype, timeout)
+        run = _CheckRun(spec, check, device, dtype, timeout, base=settings, on_shrink=on_shrink)
         run.all_examples(max_examples, seed)
         report.failures += run.failures
         report.examples += run.counts["examples"]
@@ -124,6 +130,8 @@ class _CheckRun:
     device: str
     dtype: torch.dtype
     timeout: float | None = EXAMPLE_TIMEOUT
+    base: settings | None = None  # the Hypothesis settings to start from; None: the loaded
+    on_shrink: Callable[[float], None] | None = None
     failures: list[Failure] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     reasons: Counter = field(default_factory=Counter)
@@ -173,6 +181,8 @@ class _CheckRun:
         budget = _ShrinkBudget()
 
         def prop(example: Example) -> None:
+            if self.on_shrink is not None and budget.first_failure is not None:
+                self.on_shrink(budget.elapsed)
             if budget.spent and not budget.is_best(example):
                 return  # past the budget, nothing new fails: the shrinker stops here
             failures = self.attempt(example)
@@ -181,15 +191,16 @@ class _CheckRun:
                 raise _Found(failures)
 
         # The explain phase costs seconds per failure and its output is never shown.
-        phases = tuple(phase for phase in settings().phases if phase != Phase.explain)
+        base = self.base if self.base is not None else settings.default
+        phases = tuple(phase for phase in base.phases if phase != Phase.explain)
         options = {"deadline": None, "suppress_health_check": list(HealthCheck),
                    "phases": phases}
         if max_examples is not None:
             options["max_examples"] = max_examples
-        test = settings(**options)(given(examples(self.spec, self.dtype))(prop))
+        test = settings(base, **options)(given(examples(self.spec, self.dtype))(prop))
         # One database entry per spec, check, device and dtype (not one per `prop`).
         test._hypothesis_internal_database_key = self._key()
-        if seed is None and not settings().derandomize:
+        if seed is None and not base.derandomize:
             seed = random.getrandbits(32)
         if seed is not None:
             test = hypothesis.seed(seed)(test)
@@ -262,10 +273,13 @@ class _ShrinkBudget:
         self.best: tuple | None = None
 
     @property
+    def elapsed(self) -> float:
+        """Seconds since the first failure (0 before it)."""
+        return 0.0 if self.first_failure is None else time.monotonic() - self.first_failure
+
+    @property
     def spent(self) -> bool:
-        return self.first_failure is not None and (
-            time.monotonic() - self.first_failure > self.seconds
-        )
+        return self.first_failure is not None and self.elapsed > self.seconds
 
     def failed(self, example: Example) -> None:
         if self.first_failure is None:

@@ -1,7 +1,8 @@
 """What a TOML formula may name: torch functions, tensor attributes and constants.
 
 The compiler in :mod:`harness.formula` binds a formula's calls to ``FUNCTIONS`` and
-nothing else; docs/formulas.md is the user's reference for these tables.
+nothing else; ``python -m harness formulas`` prints them (``describe``), and
+docs/formulas.md is the reference with a note per function.
 """
 
 from __future__ import annotations
@@ -54,3 +55,47 @@ FUNCTIONS: Mapping[str, Callable[..., Any]] = MappingProxyType({
 ATTRIBUTES_IN_ORDER = ("T", "mT", "H", "mH", "shape", "ndim", "values", "indices")
 ATTRIBUTES: frozenset[str] = frozenset(ATTRIBUTES_IN_ORDER)
 CONSTANTS: Mapping[str, float] = MappingProxyType({"pi": math.pi, "e": math.e, "inf": math.inf})
+
+
+def describe(width: int = 88) -> str:
+    """The whitelist as ``python -m harness formulas`` prints it: the names a formula may
+    use, grouped by where each comes from.
+
+    >>> text = describe()
+    >>> "Constants: pi, e, inf" in text, "  torch.linalg: " in text
+    (True, True)
+    """
+    import textwrap
+
+    def block(title: str, names) -> str:
+        return textwrap.fill(", ".join(names), width=width, initial_indent=f"  {title}: ",
+                             subsequent_indent="    ")
+
+    return "\n".join([
+        textwrap.fill(
+            "A formula in a TOML spec file is one Python expression. It may name the spec's "
+            "inputs and dims, `grad` and `result` (in backward.<input>), the tangents "
+            "`<input>_t` (in jvp), and the constants, attributes and functions below; it may "
+            "use operators (+ - * / // % ** @, comparisons), numbers, tuples, lists, "
+            "indexing and slicing, and short strings as arguments. Nothing else: no other "
+            "names or attributes, no method calls, builtins, lambdas or comprehensions, no "
+            "name with an underscore prefix, no out= keyword.", width=width),
+        "",
+        f"Constants: {', '.join(CONSTANTS)}",
+        f"Attributes: {', '.join(ATTRIBUTES_IN_ORDER)}",
+        "Functions, each the callable of that name (torch.<name>(...) means the same):",
+        block("torch", _TORCH),
+        block("torch.nn.functional", _NN),
+        block("torch.linalg", _LINALG),
+        block("others", [f"{name} ({_qualified(FUNCTIONS[name])})" for name in FUNCTIONS
+                         if name not in (*_TORCH, *_NN, *_LINALG)]),
+        "",
+        textwrap.fill("Notes per function (which return (values, indices), which need dim=): "
+                      "docs/formulas.md in the pytest-gradharness sources.", width=width),
+    ])
+
+
+def _qualified(function: Callable[..., Any]) -> str:
+    module = getattr(function, "__module__", None) or "torch"
+    module = "torch" if module.startswith("torch._") else module
+    return f"{module}.{function.__name__}"

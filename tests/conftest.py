@@ -1,15 +1,31 @@
-"""Shared fixtures: pytester for the plugin tests, and a writer of spec files."""
+"""Shared fixtures (pytester for the plugin tests, a writer of spec files) and the heavy marker.
+
+Tests marked ``@pytest.mark.heavy`` (the marker is registered in pyproject.toml) are
+deselected unless the ``-m`` expression names ``heavy``: ``pytest -m heavy`` runs them
+alone, ``pytest -m "heavy or not heavy"`` runs everything (``tox -e heavy``).
+"""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _pytest.pytester import SysModulesSnapshot
 from hypothesis import settings
 
 from harness.plugin import CI_VARIABLES
+
+# Modules an in-process pytester run imports that must outlive it. pytester drops every
+# module a run imported (keeping only zope's and readline's, for the same reason), but:
+# torch registers operator libraries process-wide when a submodule is first imported (the
+# first forward-mode jvp imports torch._dynamo, which registers one; a second import is
+# an error); and the harness package keeps its submodules as attributes, so that a later
+# run's `from harness import evaluate` would get the dropped module while `from
+# harness.evaluate import Fault` imports a new one.
+KEPT_MODULES = ("zope", "readline", "torch", "functorch", "harness")
 
 pytest_plugins = ["pytester"]
 
@@ -20,15 +36,36 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True if collection_path == Path(__file__) else None
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the heavy tests (reported as deselected, not thousands of skips) unless
+    the -m expression asks about them."""
+    if re.search(r"\bheavy\b", config.getoption("markexpr", "") or ""):
+        return
+    heavy = [item for item in items if item.get_closest_marker("heavy")]
+    if heavy:
+        items[:] = [item for item in items if not item.get_closest_marker("heavy")]
+        config.hook.pytest_deselected(items=heavy)
+
+
+def _kept_snapshot() -> SysModulesSnapshot:
+    return SysModulesSnapshot(preserve=lambda name: name.startswith(KEPT_MODULES))
+
+
 @pytest.fixture
 def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """pytester with the dev profile in the inner run, and this run's profile kept.
+    """pytester with the harness-dev profile in the inner run, this run's profile kept,
+    and the torch and harness modules an inner run imports kept (KEPT_MODULES).
 
-    The plugin picks the ci profile when a CI variable is set, and loading a
-    profile is global to the process that pytester runs in.
+    The plugin picks harness-ci when a CI variable is set; an inner run given
+    --hypothesis-profile loads that profile, globally in the process that pytester
+    runs in.
     """
     for variable in CI_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
+    # On this one Pytester object (not monkeypatched: its own teardown, which restores
+    # the snapshot taken at its creation, runs after monkeypatch's undo).
+    pytester._Pytester__take_sys_modules_snapshot = _kept_snapshot  # each inner run's
+    pytester._sys_modules_snapshot = _kept_snapshot()  # the test's own, taken just now
     profile = settings.get_current_profile_name()
     yield pytester
     settings.load_profile(profile)

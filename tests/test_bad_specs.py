@@ -14,7 +14,7 @@ import pytest
 from harness.toml_spec import SPEC_KEYS
 
 KEYS = ", ".join(SPEC_KEYS)
-DOCS = "(the whitelist is in docs/formulas.md)"
+DOCS = "(the whitelist: python -m harness formulas)"
 CHECK_NAMES = (
     "analytic, reference, finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, "
     "devices"
@@ -279,8 +279,8 @@ STATIC = [
         from harness import Input, Spec
 
         wrong = Spec(forward=lambda x: x, inputs={"x": Input(["n"])}, dims={"n": [4, 2]})
-        """, "mod",
-        "specs/mod.py:3: spec 'mod': dims.n=[4, 2] is not a range 0 <= min <= max — write e.g. "
+        """, "wrong",
+        "specs/mod.py:3: spec 'wrong': dims.n=[4, 2] is not a range 0 <= min <= max — write e.g. "
         "n = [2, 4]", id="python-invalid-spec"),
 ]
 
@@ -409,7 +409,7 @@ def test_runtime_fault_fails_the_item_with_the_example(
         glob(f"Failing example (examples[0] of the spec): {example}"),
         glob(f"Spec: specs/{name}:{line}"),
         glob(f'Reproduce: pytest "specs/{name}::{node}" --harness-seed=5 '
-             "--harness-max-examples=5 --hypothesis-profile=dev"),
+             "--harness-max-examples=5 --hypothesis-profile=harness-dev"),
     ], consecutive=True)
     assert f"FAILED specs/{name}::{node} - {first}" in result.stdout.lines
     assert_no_internals(result)

@@ -1,9 +1,8 @@
-"""harness.bench (sizes, timing, skips) and the benchmarks/ suite's two modes, at small sizes."""
+"""harness.bench (sizes, timing, skips) and the plugin's benchmark items, at small sizes."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import sys
 import time
@@ -25,7 +24,6 @@ from harness.spec import Input, Spec
 from harness.timing import BenchmarkSkipped, time_calls
 
 pytest_plugins = ["pytester"]
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def _linear(**options) -> Spec:
@@ -200,7 +198,7 @@ def test_an_output_without_a_graph_is_a_skip():
         prepare(constant, {"n": 4})
 
 
-# --- the benchmarks/ suite -----------------------------------------------------------------
+# --- the benchmark items the plugin yields, in any project -------------------------------
 
 SLOW_BACKWARD = '''
 import time
@@ -234,69 +232,113 @@ forwrad = "x"
 inputs.x = { shape = [] }
 '''
 
+UNRELATED_TEST = '''
+def test_unrelated():
+    assert True
+'''
+
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user's project: spec files and a test of its own, no benchmarks/ folder."""
     for variable in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT"):
         monkeypatch.delenv(variable, raising=False)  # under -n: pytest-benchmark would not time
     pytester.makeini("[pytest]\n")
-    pytester.mkdir("benchmarks")
-    shutil.copy(BENCHMARKS / "conftest.py", pytester.path / "benchmarks" / "conftest.py")
-    # renamed: a plain `pytest` has imported benchmarks/test_backward.py as `test_backward`
-    shutil.copy(BENCHMARKS / "test_backward.py",
-                pytester.path / "benchmarks" / "test_backward_copy.py")
     specs = pytester.mkdir("specs")
     (specs / "small.toml").write_text(BROKEN)
     (specs / "slow.py").write_text(SLOW_BACKWARD)
+    pytester.makepyfile(test_unrelated=UNRELATED_TEST)
     return pytester
 
 
-def test_plain_pytest_runs_each_benchmark_once_untimed(suite):
-    result = suite.runpytest("benchmarks", "-ra", "--harness-devices=cpu")
-    result.assert_outcomes(passed=2, skipped=1)
-    result.stdout.fnmatch_lines(["*invalid spec, not benchmarked:*broken*forwrad*"])
+TIMED = ("--harness-devices=cpu", "--benchmark-max-time=0.02", "--benchmark-min-rounds=3")
+
+
+def test_plain_pytest_neither_collects_nor_times_benchmarks(project):
+    result = project.runpytest("--co", "-q", "--harness-devices=cpu", "--harness-checks=analytic")
+    assert not [line for line in result.stdout.lines if "::benchmark[" in line]
+    result = project.runpytest("--harness-devices=cpu", "--harness-checks=analytic",
+                               "--harness-max-examples=2")
+    result.assert_outcomes(passed=1, failed=1)  # the unrelated test; broken fails
     result.stdout.no_fnmatch_line("*Name (time in*")
     result.stdout.no_fnmatch_line("*cheap-gradient bound*")
 
 
-def test_benchmark_only_times_them_and_warns_above_the_ratio_bound(suite):
-    result = suite.runpytest(
-        "benchmarks", "--benchmark-only", "--harness-devices=cpu",
-        "--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "--harness-ratio-bound=20",
-    )
-    result.assert_outcomes(passed=2, skipped=1)
+def test_benchmark_only_yields_one_item_per_spec_and_device(project):
+    ids = [line for line in project.runpytest(
+        "--co", "-q", "--benchmark-only", "--harness-devices=cpu,cuda").stdout.lines
+        if "::" in line]
+    assert ids == [
+        "specs/slow.py::slow::benchmark[cpu]",
+        "specs/slow.py::slow::benchmark[cuda]",
+        "specs/small.toml::cube::benchmark[cpu]",
+        "specs/small.toml::cube::benchmark[cuda]",
+        "specs/small.toml::broken",  # fails as it does without benchmarks
+        "test_unrelated.py::test_unrelated",  # pytest-benchmark skips it
+    ]
+
+
+def test_benchmark_only_times_them_and_warns_above_the_ratio_bound(project):
+    result = project.runpytest("--benchmark-only", *TIMED, "--harness-ratio-bound=20", "-rfs")
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
     result.stdout.fnmatch_lines([
-        "*benchmark 'cube': 1 tests*",
-        "*test_backward?cube-cpu?*",
+        "*benchmark 'specs/slow.py::slow': 1 tests*",
+        "*benchmark?cpu?*",
+        "*benchmark 'specs/small.toml::cube': 1 tests*",
         "*cheap-gradient bound 20: 1 of 2 backward/forward ratios above it (warning)*",
         "WARNING slow ?cpu, float32?: backward/forward = *, of minima * > 20 (median "
         "backward *ms, forward *µs; n=16; 16 input elements)",
     ])
     result.stdout.no_fnmatch_line("*WARNING*cube*")  # a small ratio is not listed
+    result.stdout.fnmatch_lines([
+        "FAILED specs/small.toml::broken - specs/small.toml:8: spec 'broken': unknown*",
+        "*Skipping non-benchmark (--benchmark-only active)*",
+    ])
+    result.stdout.no_fnmatch_line("*Benchmark fixture was not used*")
 
 
-def test_benchmark_extra_info_is_saved(suite):
-    result = suite.runpytest(
-        "benchmarks", "--benchmark-only", "--harness-devices=cpu", "-k", "cube",
-        "--benchmark-max-time=0.02", "--benchmark-json=out.json",
-    )
-    result.assert_outcomes(passed=1, deselected=2)
-    (saved,) = json.loads((suite.path / "out.json").read_text())["benchmarks"]
-    assert saved["group"] == "cube"
+def test_benchmark_extra_info_is_saved(project):
+    result = project.runpytest("--benchmark-only", *TIMED, "-k", "cube",
+                               "--benchmark-json=out.json")
+    result.assert_outcomes(passed=1, deselected=3)
+    (saved,) = json.loads((project.path / "out.json").read_text())["benchmarks"]
+    assert saved["group"] == "specs/small.toml::cube"
+    assert saved["fullname"] == "specs/small.toml::cube::benchmark[cpu]"
     info = saved["extra_info"]
     assert info["dims"] == {"n": 64} and info["input_elements"] == 64
+    assert info["spec"] == "cube" and info["location"] == "specs/small.toml:2"
     assert info["ratio"] == pytest.approx(info["backward_s"] / info["forward_s"])
     assert info["backward_s"] == pytest.approx(saved["stats"]["median"])
 
 
-def test_a_bad_ratio_bound_is_a_usage_error(suite):
-    result = suite.runpytest("benchmarks", "--benchmark-only", "--harness-ratio-bound=0")
+def test_benchmark_enable_runs_the_checks_and_times_the_benchmarks(project):
+    result = project.runpytest("--benchmark-enable", *TIMED, "-k", "cube",
+                               "--harness-checks=finite_difference", "--harness-dtypes=float64",
+                               "--harness-max-examples=2", "-v")
+    result.stdout.fnmatch_lines([
+        "specs/small.toml::cube::finite_difference[[]cpu-float64[]] PASSED*",
+        "specs/small.toml::cube::benchmark[[]cpu[]] PASSED*",
+    ])
+    result.assert_outcomes(passed=2, deselected=4)  # slow: check + benchmark; broken; unrelated
+    result.stdout.fnmatch_lines(["*benchmark 'specs/small.toml::cube': 1 tests*"])
+
+
+def test_a_missing_device_skips_its_benchmark(project, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = project.runpytest("--benchmark-only", "--harness-devices=cuda", "-k", "cube",
+                               "-rs")
+    result.assert_outcomes(skipped=1, deselected=3)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] specs/small.toml:2: CUDA not available*"])
+
+
+def test_a_bad_ratio_bound_is_a_usage_error(project):
+    result = project.runpytest("--benchmark-only", "--harness-ratio-bound=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--harness-ratio-bound=0.0 must be a positive number*"])
 
 
-def test_the_ratio_bound_option_is_documented(suite):
-    result = suite.runpytest("benchmarks", "--help")
+def test_the_ratio_bound_option_is_documented(project):
+    result = project.runpytest("--help")
     result.stdout.fnmatch_lines(["*--harness-ratio-bound=RATIO*"])
     assert "Default: 5" in " ".join(result.stdout.str().split())
 
@@ -354,4 +396,4 @@ def test_bench_plot_without_matplotlib_says_how_to_install_it(spec_file, monkeyp
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     assert main(["cube", "--path", str(spec_file)]) == 2
-    assert "pip install 'harness[plot]'" in capsys.readouterr().err
+    assert "pip install 'pytest-gradharness[plot]'" in capsys.readouterr().err

@@ -24,7 +24,7 @@ ELSEWHERE = (
     "a formula is one expression over the inputs and whitelisted functions; "
     "write a Python spec (specs/*.py) for anything else"
 )
-DOCS = "(the whitelist is in docs/formulas.md)"
+DOCS = "(the whitelist: python -m harness formulas)"
 CALLABLE = "a formula can call only whitelisted functions"
 PRIVATE = (
     "a formula cannot use names that start with '_' or contain '__'; "

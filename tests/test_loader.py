@@ -16,7 +16,7 @@ from harness.toml_spec import SPEC_KEYS
 
 KEYS = ", ".join(SPEC_KEYS)
 INPUT_KEYS = "shape, low, high, requires_grad, kinks, unique"
-DOCS = "(the whitelist is in docs/formulas.md)"
+DOCS = "(the whitelist: python -m harness formulas)"
 CHECK_NAMES = (
     "analytic, reference, finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, "
     "devices"
@@ -692,7 +692,7 @@ def test_python_module_that_fails_to_import_is_not_left_in_sys_modules(write):
 
 
 def test_python_module_building_an_invalid_spec(write):
-    assert only_error(write, "mod.py", """
+    ok, bad, after = entries(write, "mod.py", """
         from harness import Input, Spec
 
         ok = Spec(forward=lambda x: x * 2, inputs={"x": Input(["n"])})
@@ -701,10 +701,64 @@ def test_python_module_building_an_invalid_spec(write):
             inputs={"x": Input(["n"])},
             checks=["analytc"],
         )
-        """) == (
-        f"mod.py:4: spec 'mod': unknown check 'analytc' (did you mean 'analytic'?) — the checks "
+        after = Spec(forward=lambda x: x * 3, inputs={"x": Input(["n"])})
+        """)
+    assert isinstance(ok, Spec) and isinstance(after, Spec), (ok, after)
+    assert (ok.name, after.name) == ("ok", "after")
+    assert isinstance(bad, Broken) and bad.name == "bad"
+    assert str(bad.error) == (
+        f"mod.py:4: spec 'bad': unknown check 'analytc' (did you mean 'analytic'?) — the checks "
         f"are {CHECK_NAMES}"
     )
+
+
+def test_load_specs_raises_the_first_invalid_spec_of_a_module(write, tmp_path):
+    write(tmp_path / "mod.py", """
+        from harness import Input, Spec
+
+        ok = Spec(forward=lambda x: x * 2, inputs={"x": Input(["n"])})
+        bad = Spec(forward=lambda x: x, inputs={"x": Input(["n"])}, dtypes=["float23"])
+        """)
+    with pytest.raises(SpecError, match=r"^mod.py:4: spec 'bad': unknown dtype 'float23'"):
+        load_specs(tmp_path / "mod.py")
+
+
+def test_invalid_spec_outside_the_loader_still_raises():
+    with pytest.raises(SpecError, match="unknown check 'analytc'"):
+        Spec(forward=lambda x: x, inputs={"x": Input(["n"])}, checks=["analytc"])
+    with pytest.raises(SpecError, match=r"^size -1 in shape=\[-1\]"):
+        Input([-1])
+
+
+def test_invalid_specs_a_module_does_not_keep_are_reported(write):
+    found = entries(write, "mod.py", """
+        from harness import Input, Spec
+
+        unused = Input(low=2.0, high=1.0)
+        SPECS = [Spec(forward=lambda x: x, inputs={"x": Input(["n"])}, dims={"n": [3, 1]})]
+        good = Spec(forward=lambda x: x, inputs={"x": Input(["n"])})
+        """)
+    assert [entry.name for entry in found] == ["good", "mod-line3", "mod-line4"]
+    assert [str(entry.error) for entry in found[1:]] == [
+        "mod.py:3: spec 'mod': Input(...) is invalid: low=2.0 must be below high=1.0 — swap "
+        "them or widen the range",
+        "mod.py:4: spec 'mod-line4': dims.n=[3, 1] is not a range 0 <= min <= max — write "
+        "e.g. n = [1, 3]",
+    ]
+
+
+def test_module_failing_after_an_invalid_spec_reports_both(write):
+    found = entries(write, "mod.py", """
+        from harness import Input, Spec
+
+        bad = Spec(forward=lambda x: x, inputs={"x": Input(["n"])}, checks=["analytc"])
+        examples = bad.examples  # never set on an invalid spec
+        """)
+    assert [entry.name for entry in found] == ["bad", "mod"]
+    assert all(isinstance(entry, Broken) for entry in found)
+    assert str(found[0].error).startswith("mod.py:3: spec 'bad': unknown check 'analytc'")
+    assert str(found[1].error).startswith(
+        "mod.py:4: spec 'mod': the file failed to import: AttributeError:")
 
 
 def test_python_module_building_an_invalid_named_spec(write):
@@ -727,7 +781,7 @@ def test_python_module_building_an_invalid_input(write):
             inputs={"x": Input([-1])},
         )
         """) == (
-        "mod.py:5: spec 'mod': size -1 in shape=[-1] is not a non-negative integer or a dim "
+        "mod.py:5: spec 'bad': size -1 in shape=[-1] is not a non-negative integer or a dim "
         "name — write e.g. 3 or 'n'"
     )
 
@@ -748,6 +802,6 @@ def test_python_module_with_an_invalid_spec_from_a_helper_module(write, tmp_path
         bad = make(dtypes=["float23"])
         """)
     assert message == (
-        "mod.py:3: spec 'mod': unknown dtype 'float23' (did you mean 'float32'?) — the dtypes "
+        "mod.py:3: spec 'bad': unknown dtype 'float23' (did you mean 'float32'?) — the dtypes "
         "are float64, float32, float16, bfloat16"
     )

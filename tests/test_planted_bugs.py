@@ -7,14 +7,12 @@ wrong. A failure that is only "The spec's code failed" or "Most examples could
 not be judged" does not count as catching a bug, except for the entries whose
 bug IS a wrong shape (``fault=True``).
 
-Seeds 0-2 run by default; HARNESS_HEAVY_TESTS=1 adds seeds 3-9. Seed 0 runs
+Seeds 0-2 run by default; ``pytest -m heavy`` runs seeds 3-9. Seed 0 runs
 verify as a user gets it, shrinking included; the other seeds only need the bug
 found, so they skip Hypothesis' shrink phase (most of the time of a failure).
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 import torch
@@ -23,7 +21,6 @@ from hypothesis import Phase, settings
 
 from harness import verify
 
-HEAVY = bool(os.environ.get("HARNESS_HEAVY_TESTS"))
 SEEDS = (0, 1, 2)
 HEAVY_SEEDS = tuple(range(3, 10))
 MAX_EXAMPLES = 15
@@ -59,9 +56,8 @@ def _cases():
 
 def _seeds():
     yield from SEEDS
-    for seed in HEAVY_SEEDS:
-        yield pytest.param(seed, marks=pytest.mark.skipif(
-            not HEAVY, reason="heavy: set HARNESS_HEAVY_TESTS=1 for seeds 3-9"))
+    for seed in HEAVY_SEEDS:  # deselected unless asked for: pytest -m heavy
+        yield pytest.param(seed, marks=pytest.mark.heavy)
 
 
 @pytest.mark.parametrize("seed", list(_seeds()))

@@ -127,7 +127,8 @@ def test_items_of_the_checks_that_need_something(pytester, write):
         inputs.x = { shape = ["n"] }
         twice_differentiable = true
         """)
-    assert collected(pytester, "--harness-checks=analytic,reference,gradgradcheck,devices") == [
+    assert collected(pytester, "--harness-checks=analytic,reference,gradgradcheck,devices",
+                     "--harness-devices=cpu,cuda") == [
         "specs/full.toml::full::reference[cpu-float64]",
         "specs/full.toml::full::reference[cpu-float32]",
         "specs/full.toml::full::reference[cuda-float64]",
@@ -226,10 +227,12 @@ def test_files_outside_spec_folders_and_private_files_are_not_collected(pytester
     ("args", "message"),
     [
         pytest.param(["--harness-devices=gpu"],
-                     "--harness-devices='gpu' is not one of cpu, cuda (did you mean 'cpu'?)",
+                     "--harness-devices='gpu' is not one of auto, cpu, cuda (did you mean "
+                     "'cpu'?)",
                      id="device"),
         pytest.param(["--harness-devices=cpu,tpu"],
-                     "--harness-devices='tpu' is not one of cpu, cuda (did you mean 'cpu'?)",
+                     "--harness-devices='tpu' is not one of auto, cpu, cuda (did you mean "
+                     "'cpu'?)",
                      id="second-device"),
         pytest.param(["--harness-dtypes=float32,flot16"],
                      "--harness-dtypes='flot16' is not one of float64, float32, float16, bfloat16 "
@@ -239,7 +242,7 @@ def test_files_outside_spec_folders_and_private_files_are_not_collected(pytester
                      "finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, devices "
                      "(did you mean 'analytic'?)", id="check"),
         pytest.param(["--harness-devices=,"],
-                     "--harness-devices is empty — give at least one of cpu, cuda",
+                     "--harness-devices is empty — give at least one of auto, cpu, cuda",
                      id="only-commas"),
         pytest.param(["--harness-max-examples=-1"],
                      "--harness-max-examples=-1 must be at least 0 (0 runs the specs' explicit "
@@ -274,10 +277,11 @@ def test_empty_option_is_a_usage_error(seed_specs, name):
 @NO_CUDA
 def test_cuda_items_are_collected_and_skipped(pytester, write):
     write(pytester.path / "specs" / "sq.toml", SQUARE)
-    result = run(pytester, "--harness-checks=analytic,gradcheck", "-rs")
+    result = run(pytester, "--harness-checks=analytic,gradcheck", "-rs",
+                 "--harness-devices=cpu,cuda")
     result.assert_outcomes(passed=3, skipped=3)
     result.stdout.fnmatch_lines(["SKIPPED [[]3[]] specs/sq.toml:1: CUDA not available"])
-    result = run(pytester, "--harness-checks=analytic,gradcheck", "-v")
+    result = run(pytester, "--harness-checks=analytic,gradcheck", "-v", "--harness-devices=cuda")
     result.stdout.fnmatch_lines([
         "specs/sq.toml::square::analytic[[]cuda-float64[]] SKIPPED (CUDA not*",
         "specs/sq.toml::square::analytic[[]cuda-float32[]] SKIPPED (CUDA not*",
@@ -327,7 +331,7 @@ def test_failure_report_sections(pytester, write):
         "Cotangent (grad): [[]*, *[]]",
         "Spec: specs/wrong.toml:1",
         'Reproduce: pytest "specs/wrong.toml::wrong_sections::analytic[[]cpu-float64[]]" '
-        "--harness-seed=11 --harness-max-examples=5 --hypothesis-profile=dev",
+        "--harness-seed=11 --harness-max-examples=5 --hypothesis-profile=harness-dev",
     ], consecutive=True)
 
 
@@ -374,7 +378,7 @@ def test_help_shows_every_option_with_its_default(pytester):
     } <= set(blocks)
     for option, text in blocks.items():
         assert "Default:" in text, option
-    assert "Default: 'cpu,cuda' (ini: harness_devices)" in blocks["--harness-devices"]
+    assert "Default: 'auto' (ini: harness_devices)" in blocks["--harness-devices"]
     assert "Default: 'float64,float32' (ini: harness_dtypes)" in blocks["--harness-dtypes"]
     assert "Default: 'all' (ini: harness_checks)" in blocks["--harness-checks"]
     for ini in ("harness_devices", "harness_dtypes", "harness_checks", "harness_specs"):
@@ -396,8 +400,8 @@ def test_help_does_not_import_torch(pytester):
 
 def test_report_header(seed_specs):
     result = run(seed_specs, "--co", "--harness-devices=cpu", "--harness-seed=7")
-    header = f"harness {harness.__version__}: devices=cpu dtypes=float64,float32 profile=dev " \
-             f"seed=7 specs=specs"
+    header = f"harness {harness.__version__}: devices=cpu dtypes=float64,float32 " \
+             f"profile=harness-dev seed=7 specs=specs"
     assert header in result.stdout.lines
     assert [line for line in result.stdout.lines if line.startswith("harness ")] == [header]
 
@@ -406,7 +410,7 @@ def test_dev_profile_does_not_depend_on_the_environment(tmp_path):
     code = (
         "import harness.plugin\n"
         "from hypothesis import settings\n"
-        "dev = settings.get_profile('dev')\n"
+        "dev = settings.get_profile('harness-dev')\n"
         "print(dev.derandomize, dev.database is not None, dev.max_examples)\n"
     )
     environment = {**os.environ, "CI": "true"}
@@ -420,8 +424,8 @@ def test_dev_profile_does_not_depend_on_the_environment(tmp_path):
 def test_report_header_under_ci(seed_specs, monkeypatch):
     monkeypatch.setenv("CI", "true")
     result = run(seed_specs, "--co", "--harness-dtypes=float64")
-    header = (f"harness {harness.__version__}: devices=cpu,cuda dtypes=float64 profile=ci "
-              f"derandomized specs=specs")
+    header = (f"harness {harness.__version__}: devices=auto dtypes=float64 "
+              f"profile=harness-ci derandomized specs=specs")
     assert header in result.stdout.lines
 
 
@@ -511,7 +515,7 @@ def test_junitxml_message_is_the_first_line_under_xdist(pytester, write):
     assert first_lines(pytester.path / "report.xml") == EXPECTED_JUNIT
 
 
-@pytest.mark.parametrize("profile", ["dev", "ci"])
+@pytest.mark.parametrize("profile", ["harness-dev", "harness-ci"])
 def test_reproduce_command_fails_again_with_the_same_example(pytester, write, profile):
     write(pytester.path / "specs" / "wrong.toml", wrong(f"wrong_reproduce_{profile}"))
     result = run(pytester, "--harness-devices=cpu", "--harness-checks=analytic",
@@ -525,7 +529,7 @@ def test_reproduce_command_fails_again_with_the_same_example(pytester, write, pr
         program, node, *options = shlex.split(command.removeprefix("Reproduce: "))
         assert program == "pytest"
         assert f"--hypothesis-profile={profile}" in options
-        if profile == "ci":  # derandomized: no seed to give
+        if profile == "harness-ci":  # derandomized: no seed to give
             assert not any(option.startswith("--harness-seed=") for option in options)
         again = pytester.runpytest("-p", "no:cacheprovider", node, *options)
         assert again.ret == pytest.ExitCode.TESTS_FAILED
