@@ -1,18 +1,27 @@
-"""Every use of a private or undocumented API of pytest or Hypothesis, each with why.
+"""Every use of a private or undocumented API of pytest, Hypothesis or torch, each with why.
 
 Kept in one place so that a new release that moves one breaks one module, and so
-that each use is a decision written down.
+that each use is a decision written down; ``tests/test_compat.py`` pins each one.
+torch is imported only by the functions that need it (``pytest --help`` imports
+the plugin, which imports this module).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _pytest._code.code import (  # private: the only way to build a failure's repr
+    ExceptionChainRepr,
+    ReprEntryNative,
+    ReprFileLocation,
+    ReprTraceback,
+)
 
 
 @contextmanager
@@ -56,3 +65,64 @@ def matches_python_files(path: Path, patterns: list[str]) -> bool:
         if fnmatch.fnmatch(target, pattern):
             return True
     return False
+
+
+def message_repr(text: str, path: str | None, line: int | None) -> ExceptionChainRepr:
+    """A failure shown as its message alone; the first line is the crash message.
+
+    Built from pytest's own repr classes (``_pytest._code.code``, private) so that
+    pytest-xdist and ``--junitxml`` carry the first line as the failure's message.
+    """
+    lines = text.splitlines() or [""]
+    crash = ReprFileLocation(str(path), line or 0, lines[0])
+    traceback = ReprTraceback([ReprEntryNative([f"{line}\n" for line in lines])], None, "native")
+    return ExceptionChainRepr([(traceback, crash, None)])
+
+
+def set_database_key(test: Callable, key: bytes) -> None:
+    """One Hypothesis database entry per spec, check, device and dtype, not one per
+    wrapper function: ``_hypothesis_internal_database_key`` is what ``@given`` reads
+    (undocumented; without it the key is the digest of the wrapper, shared by all)."""
+    test._hypothesis_internal_database_key = key  # type: ignore[attr-defined]
+
+
+def assert_close_tolerances(dtype) -> tuple[float, float]:
+    """``torch.testing.assert_close``'s default (rtol, atol) for ``dtype``: public
+    behaviour, but the table lives in ``torch.testing._comparison`` (private)."""
+    from torch.testing._comparison import default_tolerances
+
+    return default_tolerances(dtype)
+
+
+def dispatch_mode() -> type:
+    """``TorchDispatchMode``: the base of a mode that sees every aten op (private module
+    ``torch.utils._python_dispatch``; how torch's own FakeTensor and CrossRef modes work)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    return TorchDispatchMode
+
+
+def tree_map(fn: Callable, tree: Any, *rests: Any) -> Any:
+    """``fn`` over the tensors of an op's (nested) result: ``torch.utils._pytree``."""
+    from torch.utils._pytree import tree_map as map_tree
+
+    return map_tree(fn, tree, *rests)
+
+
+def decompositions() -> dict:
+    """aten op -> its decomposition into smaller aten ops: ``torch._decomp`` (private;
+    the table torch.compile and torch.export decompose with)."""
+    from torch._decomp import decomposition_table
+
+    return decomposition_table
+
+
+def is_mutable(op) -> bool:
+    """Whether an aten op writes one of its arguments (``op._schema``, private)."""
+    return bool(op._schema.is_mutable)
+
+
+def is_zero_tensor(value) -> bool:
+    """A ZeroTensor (forward AD's zero tangents): no storage, and arithmetic on one
+    crashes (``Tensor._is_zerotensor``, private)."""
+    return bool(value._is_zerotensor())

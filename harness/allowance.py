@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.errors import HarnessError
+from harness.errors import AllowanceError
 
 # Each side of a comparison rounds its last operation by up to half a unit in the
 # last place: a difference of up to one ulp is no evidence; twice that is the floor.
@@ -34,10 +34,6 @@ FLOOR_ULPS = 2.0
 # estimate rather than a bound: the allowance takes three times it.
 ORACLE_ERROR_FACTOR = 3.0
 SHOWN_SHARE = 0.01  # a failure message names the terms above this share of the allowance
-
-
-class AllowanceError(HarnessError, RuntimeError):
-    """An allowance term came out non-finite or negative: a harness bug, reported as such."""
 
 
 @dataclass(frozen=True)

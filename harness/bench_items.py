@@ -86,7 +86,8 @@ def time_backward(spec, device: str, benchmark: Any, config: pytest.Config) -> N
     """Time ``spec``'s backward alone with pytest-benchmark's ``benchmark`` fixture; the
     forward is timed beside it for ``extra_info`` and the cheap-gradient summary."""
     from harness.bench import WARMUP_ROUNDS, device_skip_reason, prepare
-    from harness.timing import BenchmarkSkipped, time_calls
+    from harness.errors import BenchmarkSkipped
+    from harness.timing import time_calls
 
     reason = device_skip_reason(device)
     if reason:
@@ -133,7 +134,7 @@ class BenchmarkItem(pytest.Function):
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, SpecError):
-            from harness.plugin import message_repr
+            from harness._compat import message_repr
 
             return message_repr(str(excinfo.value), self.spec.path, self.spec.line)
         return super().repr_failure(excinfo, style=style)
@@ -157,7 +158,7 @@ def _summarise_ratios(terminalreporter, config: pytest.Config) -> None:
     if not measured:
         return
     from harness.bench import OVERHEAD_FACTOR, call_overhead, over_bound, overhead_bound
-    from harness.timing import BenchmarkSkipped
+    from harness.errors import BenchmarkSkipped
 
     bound = config.stash[BOUND]
     over = over_bound(measured, bound)

@@ -25,10 +25,8 @@ from harness.bench import (
     input_elements,
     measure,
 )
-from harness.errors import HarnessError
-from harness.evaluate import Fault
+from harness.errors import BenchmarkSkipped, Fault, HarnessError
 from harness.spec import Spec
-from harness.timing import BenchmarkSkipped
 
 RATIO_BOUND = 5.0
 MISSING_MATPLOTLIB = (
@@ -161,9 +159,9 @@ def _pyplot():
 def _chosen(path: str | None, wanted: Sequence[str]) -> list[tuple[object, str]]:
     """(spec, dim to scale) for each SPEC[:DIM] asked for, or every spec with a dim; the
     spec files are those pytest collects (``harness.project``) unless ``path`` names one."""
+    from harness.errors import did_you_mean
     from harness.loader import Broken, load_file, spec_files
     from harness.project import project
-    from harness.suggest import did_you_mean
 
     found = project([] if path is None else [path])
     found.use_pythonpath()

@@ -6,8 +6,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from harness.errors import SpecError
-from harness.suggest import did_you_mean
+from harness.errors import SpecError, did_you_mean
 
 _NOT_FOR_CATCH_ALL = {"dim"}
 

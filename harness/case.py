@@ -18,6 +18,7 @@ import torch
 from harness import evaluate
 from harness.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
 from harness.compare import Mismatch, judged
+from harness.errors import Fault
 from harness.examples import Example, cotangent, describe_tensor
 from harness.noise import NoiseModel, Quantity, Values
 from harness.oracle import Oracle
@@ -70,7 +71,7 @@ class Case:
             evaluate.call(self.spec.reference, {**values, **self.dims}), "reference",
             next(iter(values.values())))
         if output.shape != self.result.shape:
-            raise evaluate.Fault(
+            raise Fault(
                 f"reference returned shape {tuple(output.shape)}, the forward returns "
                 f"{tuple(self.result.shape)} — make them compute the same function")
         grads = evaluate.autograd_vjp(self.spec, values, output, self.cotangent.to(dtype))

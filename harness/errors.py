@@ -1,9 +1,20 @@
-"""The exceptions the harness raises: one base class, one for specs, one for gradients."""
+"""Every exception of the harness, and the closest-match suggestion its messages use.
+
+Public (users see and catch them): ``HarnessError``, its ``SpecError`` (an invalid
+spec) and ``GradientMismatch`` (what the pytest items raise), and
+``AllowanceError`` (a harness bug, reported as one). Internal signals, raised and
+caught inside the harness and never seen by a user, are marked as such below.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.report import Failure
 
 
 class HarnessError(Exception):
@@ -83,6 +94,20 @@ class GradientMismatch(HarnessError, AssertionError):
     """
 
 
+class AllowanceError(HarnessError, RuntimeError):
+    """An allowance term came out non-finite or negative: a harness bug, reported as such."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or ``""`` when none is close.
+
+    >>> did_you_mean("fowrard", ["forward", "backward"])
+    " (did you mean 'forward'?)"
+    """
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 # --- internal signals: raised and caught inside the harness, never seen by a user -----------
 
 
@@ -93,3 +118,26 @@ class Discarded(Exception):
 
 class Skipped(Exception):
     """Internal: the check cannot run for this spec here (no forward AD, no CUDA)."""
+
+
+class Fault(Exception):
+    """Internal: a spec's callable misbehaved at an example; the message says how and
+    what to do. The checks turn it into a failure that carries the example."""
+
+
+class FailureFound(Exception):
+    """Internal: carries a failing example's failures out through Hypothesis (which
+    shrinks it)."""
+
+    def __init__(self, failures: list[Failure]):
+        super().__init__(failures[0].headline)
+        self.failures = failures
+
+
+class BenchmarkSkipped(Exception):
+    """Internal: a benchmark that cannot run here (no such device, out of memory);
+    ``reason`` says why, and the item is skipped with it."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -16,14 +16,11 @@ from typing import Any
 import torch
 
 from harness.calls import KeywordCall
+from harness.errors import Fault
 from harness.examples import Example
 from harness.spec import Spec
 
 Values = dict[str, torch.Tensor]
-
-
-class Fault(Exception):
-    """A spec's callable misbehaved at an example; the message says how and what to do."""
 
 
 @contextmanager

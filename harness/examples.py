@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from harness.errors import SpecError, at_key
-from harness.suggest import did_you_mean
+from harness.errors import SpecError, at_key, did_you_mean
 
 if TYPE_CHECKING:
     from harness.spec import Spec

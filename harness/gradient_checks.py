@@ -8,13 +8,13 @@ example where the gradient cannot be judged.
 from __future__ import annotations
 
 import torch
-from torch.testing._comparison import default_tolerances
 
 from harness import evaluate, verdict
+from harness._compat import assert_close_tolerances
 from harness.allowance import ORACLE_ERROR_FACTOR, Tolerance
 from harness.case import Case
 from harness.compare import Mismatch, compare, judged
-from harness.errors import Discarded
+from harness.errors import Discarded, Fault
 from harness.report import Failure, table
 
 ELEMENTWISE_ORACLE = 64  # inputs up to this size get every partial derivative
@@ -86,7 +86,7 @@ def _reference_error(case: Case, truth: dict[str, torch.Tensor]) -> dict[str, to
     for key, error in errors.items():
         if not bool(torch.isfinite(error).all()):
             what = "output" if key == "output" else f"gradient of {key!r}"
-            raise evaluate.Fault(
+            raise Fault(
                 f"the reference's {what} is not finite in {case.dtype} here, while it is in "
                 f"float64 — the reference cannot stand for a {case.dtype} kernel at this point;"
                 f" narrow the inputs' low/high")
@@ -248,7 +248,7 @@ def _expected_failures(case: Case) -> list[Failure]:
     grads = evaluate.autograd_vjp(case.spec, case.values, case.result, ones)
     # Expected values are typed by a person, to a few decimals: assert_close's
     # tolerances, or the example's own.
-    rtol, atol = default_tolerances(case.dtype)
+    rtol, atol = assert_close_tolerances(case.dtype)
     tolerance = Tolerance.of(case.dtype, {
         "rtol": rtol if example.rtol is None else example.rtol,
         "atol": atol if example.atol is None else example.atol})

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
-from harness.evaluate import Fault
+from harness.errors import Fault
 from harness.rounding import SimulatedRounding, unit_roundoff
 
 Values = Mapping[str, torch.Tensor]

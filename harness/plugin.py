@@ -17,15 +17,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from _pytest._code.code import (
-    ExceptionChainRepr,
-    ReprEntryNative,
-    ReprFileLocation,
-    ReprTraceback,
-)
 from hypothesis import settings
 
-from harness._compat import hypothesis_statistics, matches_python_files
+from harness._compat import hypothesis_statistics, matches_python_files, message_repr
 from harness.discovery import is_spec_file
 from harness.errors import GradientMismatch, SpecError
 from harness.names import CHECK_DESCRIPTIONS, CHECK_NAMES, DTYPE_NAMES
@@ -188,7 +182,7 @@ def _value(config: pytest.Config, name: str) -> str:
 
 
 def _listed(config: pytest.Config, name: str, allowed) -> tuple[str, ...]:
-    from harness.suggest import did_you_mean
+    from harness.errors import did_you_mean
 
     values = tuple(v.strip() for v in _value(config, name).split(",") if v.strip())
     if not values:
@@ -521,15 +515,3 @@ class Tally:
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}{'' if n == 1 else 's'}"
-
-
-def message_repr(text: str, path: str | None, line: int | None) -> ExceptionChainRepr:
-    """A failure shown as its message alone; the first line is the crash message.
-
-    Built from pytest's own repr classes so that pytest-xdist and --junitxml carry
-    the first line as the failure's message.
-    """
-    lines = text.splitlines() or [""]
-    crash = ReprFileLocation(str(path), line or 0, lines[0])
-    traceback = ReprTraceback([ReprEntryNative([f"{line}\n" for line in lines])], None, "native")
-    return ExceptionChainRepr([(traceback, crash, None)])

@@ -36,9 +36,8 @@ import math
 from functools import cache
 
 import torch
-from torch._decomp import decomposition_table
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
+
+from harness._compat import decompositions, dispatch_mode, is_mutable, is_zero_tensor, tree_map
 
 # Pointwise ops whose result is exact (or a selection): moving it would not be
 # rounding, and could break an algorithm that compares it with its input.
@@ -120,14 +119,14 @@ def unit_roundoff(dtype: torch.dtype) -> float:
 def treatment(func) -> str:
     """How an aten op's rounding is simulated: 'exact', 'accumulation', 'decomposed'
     or 'relative' (a view or an in-place result is always 'exact')."""
-    if func.is_view or func._schema.is_mutable:
+    if func.is_view or is_mutable(func):
         return "exact"  # it aliases another tensor, which moving it would move too
     name = func.overloadpacket.__name__
     if name in EXACT_POINTWISE or name in STRUCTURAL:
         return "exact"
     if name in ACCUMULATIONS:
         return "accumulation"
-    if name in COMPOSITES and func in decomposition_table:
+    if name in COMPOSITES and func in decompositions():
         return "decomposed"
     return "relative"
 
@@ -137,7 +136,7 @@ def rounds(func) -> bool:
     return treatment(func) != "exact"
 
 
-class SimulatedRounding(TorchDispatchMode):
+class SimulatedRounding(dispatch_mode()):
     """Within this block, float64 op results carry random rounding errors of ``unit_roundoff``."""
 
     def __init__(self, unit_roundoff: float, generator: torch.Generator):
@@ -152,7 +151,7 @@ class SimulatedRounding(TorchDispatchMode):
         how = treatment(func)
         if how == "decomposed":
             with self:  # the decomposition's own ops dispatch here, each one rounding
-                return decomposition_table[func](*args, **kwargs)
+                return decompositions()[func](*args, **kwargs)
         result = func(*args, **kwargs)
         if how == "relative":
             return tree_map(self._relative, result)
@@ -182,7 +181,7 @@ def _is_float64(value) -> bool:
     """A dense float64 tensor with storage (not a ZeroTensor: forward AD's zero tangents
     have none, and arithmetic on one crashes)."""
     return (isinstance(value, torch.Tensor) and value.dtype == torch.float64
-            and value.layout == torch.strided and not value._is_zerotensor())
+            and value.layout == torch.strided and not is_zero_tensor(value))
 
 
 _FACTORS = ("alpha", "beta")  # addmm's and baddbmm's scalar factors, keyword-only in aten

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.calls import KeywordCall
-from harness.errors import SpecError, at_key
+from harness.errors import SpecError, at_key, did_you_mean
 from harness.spec_options import (
     check_memory,
     checked_benchmark,
@@ -22,7 +22,6 @@ from harness.spec_options import (
     checked_dtypes,
     checked_tolerances,
 )
-from harness.suggest import did_you_mean
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 RESERVED_NAMES = frozenset({"grad", "result", "torch"})
@@ -78,7 +77,7 @@ def _defer(invalid: Input | Spec) -> bool:
         return False
     line = None
     if deferral.file is not None:
-        frame = sys._getframe(1)
+        frame = inspect.currentframe().f_back
         while frame is not None and not _same_path(frame.f_code.co_filename, deferral.file):
             frame = frame.f_back
         line = None if frame is None else frame.f_lineno
@@ -369,7 +368,7 @@ def _check_name(name: object) -> None:
 
 def _caller_location() -> tuple[str | None, int | None]:
     """The first frame outside the harness package: where the user built the spec."""
-    frame = sys._getframe(1)
+    frame = inspect.currentframe().f_back
     harness_dir = __file__.rsplit("/", 1)[0]
     while frame is not None and (
         frame.f_code.co_filename.startswith(harness_dir)

@@ -10,9 +10,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from harness.errors import SpecError
+from harness.errors import SpecError, did_you_mean
 from harness.names import CHECK_NAMES, DTYPE_NAMES
-from harness.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from harness.spec import Input

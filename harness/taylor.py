@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.case import Case
-from harness.errors import Discarded
-from harness.evaluate import Fault
+from harness.errors import Discarded, Fault
 from harness.numeric import nearest_neighbour_distance
 from harness.report import Failure
 from harness.verdict import BACKWARD_WRONG

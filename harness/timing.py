@@ -13,15 +13,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["BenchmarkSkipped", "is_out_of_memory", "memory_guard", "synchronize", "time_calls"]
+from harness.errors import BenchmarkSkipped
 
-
-class BenchmarkSkipped(Exception):
-    """A benchmark that cannot run here (no such device, out of memory); ``reason`` says why."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["is_out_of_memory", "memory_guard", "synchronize", "time_calls"]
 
 
 def synchronize(device: str) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness.errors import SpecError, at_key
+from harness.errors import SpecError, at_key, did_you_mean
 from harness.formula import compile_formula
 from harness.spec import Input, Spec
-from harness.suggest import did_you_mean
 
 SPEC_KEYS = (
     "doc", "forward", "backward", "jvp", "reference", "inputs", "dims", "checks", "dtypes",

@@ -14,7 +14,7 @@ from harness import evaluate, verdict
 from harness.allowance import ORACLE_ERROR_FACTOR
 from harness.case import Case
 from harness.compare import judged
-from harness.errors import Skipped
+from harness.errors import Fault, Skipped
 from harness.gradient_checks import LOCALISE_LIMIT, oracle_failures
 from harness.report import Failure, table
 
@@ -55,7 +55,7 @@ def _torch_check(case: Case, check, label: str, judge) -> list[Failure]:
     except GradcheckError as error:
         return judge(case, label, str(error))
     except Exception as error:  # a user forward that breaks under the check
-        raise evaluate.Fault(f"{label} raised {type(error).__name__}: {error}") from error
+        raise Fault(f"{label} raised {type(error).__name__}: {error}") from error
     return []
 
 
@@ -146,7 +146,7 @@ def _forward_mode_jvp(case: Case, tangents) -> torch.Tensor:
         text = str(error)
         if "forward AD" in text or "forward mode AD" in text or "jvp" in text:
             raise Skipped(f"forward-mode AD is not available: {text.splitlines()[0]}") from None
-        raise evaluate.Fault(f"forward under forward-mode AD raised {text}") from error
+        raise Fault(f"forward under forward-mode AD raised {text}") from error
 
 
 def _dual_tangent(case: Case, point, tangents) -> torch.Tensor:
@@ -169,7 +169,7 @@ def _tangent_quantity(case: Case, tangents):
         try:
             return {"output": _dual_tangent(case, point, moved)}
         except Exception as error:  # under simulated rounding, or a step away
-            raise evaluate.Fault(f"forward under forward-mode AD raised {error}") from error
+            raise Fault(f"forward under forward-mode AD raised {error}") from error
 
     return tangent_at
 
@@ -205,7 +205,7 @@ def _dot_product_failure(case, tangents, lhs, rhs, mismatch) -> Failure | None:
 def _jvp_formula_failures(case, tangents, jvp) -> list[Failure]:
     formula = _jvp_formula(case, case.values, tangents, case.result)
     if formula.shape != jvp.shape:
-        raise evaluate.Fault(f"jvp returned shape {tuple(formula.shape)}, the output has "
+        raise Fault(f"jvp returned shape {tuple(formula.shape)}, the output has "
                              f"shape {tuple(jvp.shape)} — return the output's tangent")
 
     def formula_at(point, dtype) -> dict[str, torch.Tensor]:

@@ -13,30 +13,29 @@ import hypothesis
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
-from harness.allowance import AllowanceError
+from harness._compat import set_database_key
 from harness.case import Case
 from harness.checks import CHECKS, Check
-from harness.errors import Discarded, Skipped, SpecError
-from harness.evaluate import Fault, time_limit
+from harness.errors import (
+    AllowanceError,
+    Discarded,
+    FailureFound,
+    Fault,
+    Skipped,
+    SpecError,
+    did_you_mean,
+)
+from harness.evaluate import time_limit
 from harness.examples import Example
 from harness.names import DTYPE_NAMES
 from harness.report import Failure, Report
 from harness.spec import Spec
 from harness.strategies import examples
-from harness.suggest import did_you_mean
 
 DISCARD_LIMIT = 0.5  # a check whose examples are mostly discarded fails with advice
 DISCARD_MINIMUM = 5
 SHRINK_SECONDS = 20.0
 EXAMPLE_TIMEOUT = 60.0
-
-
-class _Found(Exception):
-    """Carries a failing example's failures out through Hypothesis (which shrinks it)."""
-
-    def __init__(self, failures: list[Failure]):
-        super().__init__(failures[0].headline)
-        self.failures = failures
 
 
 def verify(
@@ -188,7 +187,7 @@ class _CheckRun:
             failures = self.attempt(example)
             if failures:
                 budget.failed(example)
-                raise _Found(failures)
+                raise FailureFound(failures)
 
         # The explain phase costs seconds per failure and its output is never shown.
         base = self.base if self.base is not None else settings.default
@@ -199,17 +198,17 @@ class _CheckRun:
             options["max_examples"] = max_examples
         test = settings(base, **options)(given(examples(self.spec, self.dtype))(prop))
         # One database entry per spec, check, device and dtype (not one per `prop`).
-        test._hypothesis_internal_database_key = self._key()
+        set_database_key(test, self._key())
         if seed is None and not base.derandomize:
             seed = random.getrandbits(32)
         if seed is not None:
             test = hypothesis.seed(seed)(test)
         try:
             test()
-        except _Found as found:
+        except FailureFound as found:
             return [f.with_reproduce(self._reproduce(seed)) for f in found.failures]
         except BaseExceptionGroup as group:  # Hypothesis reports flaky failures in a group
-            found = group.subgroup(_Found)
+            found = group.subgroup(FailureFound)
             if found is None:
                 raise
             return _first_found(found).failures
@@ -295,9 +294,9 @@ def _identity(example: Example) -> tuple:
     return tuple(example.dims.items()), values, example.cotangent_seed
 
 
-def _first_found(group: BaseExceptionGroup) -> _Found:
+def _first_found(group: BaseExceptionGroup) -> FailureFound:
     for error in group.exceptions:
-        if isinstance(error, _Found):
+        if isinstance(error, FailureFound):
             return error
         if isinstance(error, BaseExceptionGroup):
             return _first_found(error)

@@ -12,9 +12,10 @@ from torch.autograd import Function
 
 from harness import Input, Spec, gradient_checks, rounding, verify
 from harness import case as case_module
-from harness.allowance import Allowance, AllowanceError, Tolerance
+from harness.allowance import Allowance, Tolerance
 from harness.case import Case
 from harness.compare import compare
+from harness.errors import AllowanceError
 from harness.oracle import Oracle
 
 EPS64 = torch.finfo(torch.float64).eps

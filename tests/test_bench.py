@@ -20,8 +20,9 @@ from harness.bench import (
     prepare,
 )
 from harness.bench_plot import scale_dim, scaled_dims
+from harness.errors import BenchmarkSkipped
 from harness.spec import Input, Spec
-from harness.timing import BenchmarkSkipped, time_calls
+from harness.timing import time_calls
 
 pytest_plugins = ["pytester"]
 
