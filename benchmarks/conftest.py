@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.bench_items import timing
+from harness.bench.items import timing
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-benchmark's, which makes its session

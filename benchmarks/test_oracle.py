@@ -22,11 +22,11 @@ import pytest
 import torch
 
 from harness import CHECKS, Input, Spec
-from harness.case import Case
-from harness.evaluate import contracted
-from harness.examples import Example
-from harness.numeric import partial_derivatives
-from harness.timing import time_calls
+from harness.bench.timing import time_calls
+from harness.checks.case import Case
+from harness.checks.evaluate import contracted
+from harness.numerics.differences import partial_derivatives
+from harness.spec.examples import Example
 
 LARGE = 100_000
 PER_EXAMPLE_TARGET = 20.0

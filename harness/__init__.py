@@ -20,7 +20,7 @@ _EXPORTS = {
     "Report": "harness.report",
     "Spec": "harness.spec",
     "SpecError": "harness.errors",
-    "load_specs": "harness.loader",
+    "load_specs": "harness.load.files",
     "verify": "harness.verify",
 }
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from harness.errors import GradientMismatch as GradientMismatch
     from harness.errors import HarnessError as HarnessError
     from harness.errors import SpecError as SpecError
-    from harness.loader import load_specs as load_specs
+    from harness.load.files import load_specs as load_specs
     from harness.report import Failure as Failure
     from harness.report import Report as Report
     from harness.spec import Input as Input

@@ -5,7 +5,7 @@ makes it a pre-commit hook; ``list`` shows each spec, where it is, its doc, its
 inputs and the checks that apply; ``formulas`` prints what a TOML formula may use.
 Spec files are found as the pytest plugin finds them: the project's pytest
 configuration (ini ``harness_specs``, default ``specs``) and the one rule of
-``harness.loader.is_spec_file``; a file named on the command line is always read.
+``harness.load.files.is_spec_file``; a file named on the command line is always read.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench-plot":
-        from harness.bench_plot import main as bench_plot
+        from harness.bench.plot import main as bench_plot
 
         return bench_plot(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "formulas":
-        from harness.whitelist import describe
+        from harness.load.whitelist import describe
 
         print(describe())
         return 0
@@ -61,8 +61,8 @@ def _entries(paths: Sequence[str]):
     import pytest
 
     from harness.errors import SpecError
-    from harness.loader import load_file, spec_files
-    from harness.project import project
+    from harness.load.files import load_file, spec_files
+    from harness.load.project import project
 
     try:
         found = project(paths)
@@ -98,7 +98,7 @@ def _shown(roots: Sequence[Path]) -> str:
 
 
 def _validate(entries) -> int:
-    from harness.loader import Broken
+    from harness.load.files import Broken
 
     broken = [entry for entry in entries if isinstance(entry, Broken)]
     for entry in broken:
@@ -109,7 +109,7 @@ def _validate(entries) -> int:
 
 
 def _list(entries) -> int:
-    from harness.loader import Broken
+    from harness.load.files import Broken
     from harness.verify import applicable_checks
 
     for entry in entries:

@@ -5,7 +5,7 @@ files are collected, so ``pytest --help`` stays fast. The plugin leaves the rest
 the session alone: its Hypothesis profiles (``harness-dev``, ``harness-ci``) are
 passed to its own items only, and a user's ``@given`` tests run as they would
 without it. Under ``--benchmark-only`` or ``--benchmark-enable`` it also yields one
-benchmark item per spec and device (``harness.bench_items``).
+benchmark item per spec and device (``harness.bench.items``).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import pytest
 from hypothesis import settings
 
 from harness._compat import hypothesis_statistics, matches_python_files, message_repr
-from harness.discovery import is_spec_file
 from harness.errors import GradientMismatch, SpecError
-from harness.names import CHECK_DESCRIPTIONS, CHECK_NAMES, DTYPE_NAMES
-from harness.project import spec_roots
+from harness.load.discovery import is_spec_file
+from harness.load.project import spec_roots
+from harness.registry import CHECK_DESCRIPTIONS, CHECK_NAMES, DTYPE_NAMES
 
-pytest_plugins = ["harness.bench_items"]  # the benchmark items and their summary
+pytest_plugins = ["harness.bench.items"]  # the benchmark items and their summary
 
 DEFAULTS = {
     "devices": "auto",
@@ -222,7 +222,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
-    """A spec file becomes a SpecFile (the one rule: ``harness.discovery.is_spec_file``).
+    """A spec file becomes a SpecFile (the one rule: ``harness.load.discovery.is_spec_file``).
 
     A spec module is the harness's alone: pytest's Module for it (collected because it
     was named on the command line) and DoctestModule (``--doctest-modules``) are
@@ -252,7 +252,7 @@ class SpecFile(pytest.File):
     @functools.cached_property
     def entries(self) -> list:
         """The file's specs and Broken entries (loaded once; never raises)."""
-        from harness.loader import Broken, load_file
+        from harness.load.files import Broken, load_file
 
         try:
             return load_file(self.path, rootdir=self.config.rootpath)
@@ -263,8 +263,8 @@ class SpecFile(pytest.File):
                 f"the other spec files still load", path=where, spec=self.path.stem))]
 
     def collect(self):
-        from harness import bench_items
-        from harness.loader import Broken
+        from harness.bench import items as bench_items
+        from harness.load.files import Broken
 
         only_benchmarks = bench_items.benchmark_only(self.config)
         for entry in self.entries:
@@ -283,7 +283,7 @@ class SpecCollector(pytest.Collector):
         self.spec = spec
 
     def collect(self):
-        from harness import bench_items
+        from harness.bench import items as bench_items
 
         options = self.config.stash[OPTIONS]
         if not bench_items.benchmark_only(self.config):

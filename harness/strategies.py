@@ -15,8 +15,8 @@ import torch
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from harness.examples import Example
 from harness.spec import Input, Spec
+from harness.spec.examples import Example
 
 ELEMENTWISE_LIMIT = 64
 KINK_CLEARANCE = 1e-2  # of the domain's width: finite-difference steps stay this far off

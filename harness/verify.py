@@ -14,8 +14,9 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
 from harness._compat import set_database_key
-from harness.case import Case
 from harness.checks import CHECKS, Check
+from harness.checks.case import Case
+from harness.checks.evaluate import time_limit
 from harness.errors import (
     AllowanceError,
     Discarded,
@@ -25,11 +26,10 @@ from harness.errors import (
     SpecError,
     did_you_mean,
 )
-from harness.evaluate import time_limit
-from harness.examples import Example
-from harness.names import DTYPE_NAMES
+from harness.registry import DTYPE_NAMES
 from harness.report import Failure, Report
 from harness.spec import Spec
+from harness.spec.examples import Example
 from harness.strategies import examples
 
 DISCARD_LIMIT = 0.5  # a check whose examples are mostly discarded fails with advice

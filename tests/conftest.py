@@ -24,7 +24,7 @@ from harness.plugin import CI_VARIABLES
 # first forward-mode jvp imports torch._dynamo, which registers one; a second import is
 # an error); and the harness package keeps its submodules as attributes, so that a later
 # run's `from harness import evaluate` would get the dropped module while `from
-# harness.evaluate import Fault` imports a new one.
+# harness.checks.evaluate import Fault` imports a new one.
 KEPT_MODULES = ("zope", "readline", "torch", "functorch", "harness")
 
 pytest_plugins = ["pytester"]

@@ -10,13 +10,15 @@ import pytest
 import torch
 from torch.autograd import Function
 
-from harness import Input, Spec, gradient_checks, rounding, verify
-from harness import case as case_module
-from harness.allowance import Allowance, Tolerance
-from harness.case import Case
-from harness.compare import compare
+from harness import Input, Spec, verify
+from harness.checks import case as case_module
+from harness.checks import gradients as gradient_checks
+from harness.checks.case import Case
+from harness.checks.oracle import Oracle
 from harness.errors import AllowanceError
-from harness.oracle import Oracle
+from harness.numerics import rounding
+from harness.numerics.allowance import Allowance, Tolerance
+from harness.numerics.compare import compare
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -219,7 +221,7 @@ def test_the_oracles_error_counts_the_forwards_measured_rounding(monkeypatch) ->
 
 
 def test_the_taylor_floor_counts_the_forwards_measured_rounding(monkeypatch) -> None:
-    from harness import taylor
+    from harness.checks import taylor
 
     assert _passes(LOGCOSH, "taylor")
     monkeypatch.setattr(taylor, "_phi_noise", lambda case: 0.0)

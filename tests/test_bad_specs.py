@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from harness.toml_spec import SPEC_KEYS
+from harness.load.toml_spec import SPEC_KEYS
 
 KEYS = ", ".join(SPEC_KEYS)
 DOCS = "(the whitelist: python -m harness formulas)"

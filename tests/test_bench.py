@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import bench
-from harness.bench import (
+from harness.bench import measure as bench
+from harness.bench.measure import (
     Measurement,
     benchmark_dims,
     device_skip_reason,
     measure,
     prepare,
 )
-from harness.bench_plot import scale_dim, scaled_dims
+from harness.bench.plot import scale_dim, scaled_dims
+from harness.bench.timing import time_calls
 from harness.errors import BenchmarkSkipped
 from harness.spec import Input, Spec
-from harness.timing import time_calls
 
 pytest_plugins = ["pytester"]
 
@@ -366,7 +366,7 @@ def spec_file(tmp_path: Path) -> Path:
 
 def test_bench_plot_sweeps_sizes_and_writes_a_png(spec_file, tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from harness.bench_plot import main
+    from harness.bench.plot import main
 
     out = tmp_path / "figures" / "scaling.png"
     argv = ["cube", "--path", str(spec_file), "--out", str(out), "--devices", "cpu",
@@ -385,7 +385,7 @@ def test_bench_plot_sweeps_sizes_and_writes_a_png(spec_file, tmp_path, capsys):
 ])
 def test_bench_plot_refuses_what_it_cannot_sweep(spec_file, tmp_path, capsys, wanted, message):
     pytest.importorskip("matplotlib")
-    from harness.bench_plot import main
+    from harness.bench.plot import main
 
     assert main([wanted, "--path", str(spec_file), "--out", str(tmp_path / "x.png")]) == 2
     assert message in capsys.readouterr().err
@@ -393,7 +393,7 @@ def test_bench_plot_refuses_what_it_cannot_sweep(spec_file, tmp_path, capsys, wa
 
 
 def test_bench_plot_without_matplotlib_says_how_to_install_it(spec_file, monkeypatch, capsys):
-    from harness.bench_plot import main
+    from harness.bench.plot import main
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     assert main(["cube", "--path", str(spec_file)]) == 2

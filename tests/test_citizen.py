@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.load.whitelist import ATTRIBUTES, CONSTANTS, FUNCTIONS
 from harness.plugin import CI_VARIABLES, PROFILES
-from harness.whitelist import ATTRIBUTES, CONSTANTS, FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -1,4 +1,4 @@
-"""harness.formula: what formulas compile to, and the exact words of every rejection."""
+"""harness.load.formula: what formulas compile to, and the exact words of every rejection."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import SpecError
-from harness.formula import Formula, compile_formula
-from harness.whitelist import ATTRIBUTES, CONSTANTS, FUNCTIONS
+from harness.load.formula import Formula, compile_formula
+from harness.load.whitelist import ATTRIBUTES, CONSTANTS, FUNCTIONS
 
 VARIABLES = ["x", "y", "A", "B", "grad", "result", "n"]
 ELSEWHERE = (

@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from harness import Spec, SpecError, load_specs
 from harness.checks import CHECKS
-from harness.loader import Broken, load_file
-from harness.names import DTYPE_NAMES
-from harness.toml_spec import INPUT_KEYS, SPEC_KEYS
-from harness.whitelist import CONSTANTS, FUNCTIONS
+from harness.load.files import Broken, load_file
+from harness.load.toml_spec import INPUT_KEYS, SPEC_KEYS
+from harness.load.whitelist import CONSTANTS, FUNCTIONS
+from harness.registry import DTYPE_NAMES
 
 FUZZ = settings(
     max_examples=60, deadline=None, database=None,

@@ -1,4 +1,5 @@
-"""harness.loader: TOML and Python spec files -> Specs, and a located SpecError for each bad one."""
+"""harness.load.files: TOML and Python spec files -> Specs, and a located SpecError for each bad
+one."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from harness import Spec, SpecError, load_specs
-from harness.loader import Broken, load_file
+from harness.load.files import Broken, load_file
+from harness.load.toml_spec import SPEC_KEYS
 from harness.spec import Input
-from harness.toml_spec import SPEC_KEYS
 
 KEYS = ", ".join(SPEC_KEYS)
 INPUT_KEYS = "shape, low, high, requires_grad, kinks, unique"

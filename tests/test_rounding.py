@@ -7,9 +7,9 @@ import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from harness import Input, Spec
-from harness.case import Case
-from harness.examples import Example
-from harness.rounding import SimulatedRounding, rounds, treatment, unit_roundoff
+from harness.checks.case import Case
+from harness.numerics.rounding import SimulatedRounding, rounds, treatment, unit_roundoff
+from harness.spec.examples import Example
 
 UNIT_ROUNDOFF = unit_roundoff(torch.float32)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import harness.formula as formula_module
+import harness.load.formula as formula_module
 from harness.errors import SpecError
-from harness.formula import compile_formula
-from harness.whitelist import ATTRIBUTES, CONSTANTS, FUNCTIONS
+from harness.load.formula import compile_formula
+from harness.load.whitelist import ATTRIBUTES, CONSTANTS, FUNCTIONS
 
 VARIABLES = ["x", "y", "grad", "result", "n"]
 SENTINEL = "HARNESS_SANDBOX_ESCAPED"

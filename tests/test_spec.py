@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from harness import Input, Spec, SpecError
-from harness.spec_options import DEFAULT_DIM_RANGE
+from harness.spec.options import DEFAULT_DIM_RANGE
 
 WHERE = "specs/t.py:7: spec 'sq': "
 CHECK_NAMES = (

@@ -6,7 +6,7 @@ Its noise at the item's point is NOISE_FACTOR times the largest change over a
 few reruns that each round differently:
 
 - the float64 computation with every operation's result rounded at random to the
-  item's precision (Monte Carlo arithmetic, ``harness.rounding``): it sees the
+  item's precision (Monte Carlo arithmetic, ``harness.numerics.rounding``): it sees the
   intermediates that cancel (``1 - s`` for a saturated sigmoid, the mean std's
   backward subtracts) and never runs a low-precision kernel, so it cannot excuse
   one that is wrong;
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 
 from harness.errors import Fault
-from harness.rounding import SimulatedRounding, unit_roundoff
+from harness.numerics.rounding import SimulatedRounding, unit_roundoff
 
 Values = Mapping[str, torch.Tensor]
 Quantity = Callable[[Values, torch.dtype], Mapping[str, torch.Tensor]]

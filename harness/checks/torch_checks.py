@@ -10,12 +10,12 @@ import torch
 import torch.autograd.forward_ad as forward_ad
 from torch.autograd.gradcheck import GradcheckError
 
-from harness import evaluate, verdict
-from harness.allowance import ORACLE_ERROR_FACTOR
-from harness.case import Case
-from harness.compare import judged
+from harness.checks import evaluate, verdict
+from harness.checks.case import Case
+from harness.checks.gradients import LOCALISE_LIMIT, oracle_failures
 from harness.errors import Fault, Skipped
-from harness.gradient_checks import LOCALISE_LIMIT, oracle_failures
+from harness.numerics.allowance import ORACLE_ERROR_FACTOR
+from harness.numerics.compare import judged
 from harness.report import Failure, table
 
 GRADCHECK_FULL_LIMIT = 512  # Jacobian entries; past this gradcheck runs in fast mode

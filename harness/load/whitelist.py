@@ -1,6 +1,6 @@
 """What a TOML formula may name: torch functions, tensor attributes and constants.
 
-The compiler in :mod:`harness.formula` binds a formula's calls to ``FUNCTIONS`` and
+The compiler in :mod:`harness.load.formula` binds a formula's calls to ``FUNCTIONS`` and
 nothing else; ``python -m harness formulas`` prints them (``describe``), and
 docs/formulas.md is the reference with a note per function.
 """

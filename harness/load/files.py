@@ -1,6 +1,6 @@
 """Spec files -> specs. TOML files are data; Python spec modules are imported.
 
-``is_spec_file`` (from :mod:`harness.discovery`) is the one rule by which the pytest
+``is_spec_file`` (from :mod:`harness.load.discovery`) is the one rule by which the pytest
 plugin and ``python -m harness`` find spec files. ``load_file`` never raises for a bad
 spec: each one that cannot be built becomes a ``Broken`` entry carrying its SpecError
 (with path and line), so one bad spec costs only its own item. ``load_specs`` is the
@@ -19,10 +19,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.discovery import NORECURSEDIRS, SPEC_SUFFIXES, is_spec_file, is_under, spec_files
 from harness.errors import SpecError
+from harness.load.discovery import NORECURSEDIRS, SPEC_SUFFIXES, is_spec_file, is_under, spec_files
+from harness.load.toml_spec import spec_from_table
 from harness.spec import Input, Spec, deferring_errors
-from harness.toml_spec import spec_from_table
 
 __all__ = ["NORECURSEDIRS", "SPEC_SUFFIXES", "Broken", "is_spec_file", "is_under", "load_file",
            "load_specs", "spec_files"]

@@ -85,9 +85,9 @@ def _benchmark_backward(benchmark: Any, request: pytest.FixtureRequest) -> None:
 def time_backward(spec, device: str, benchmark: Any, config: pytest.Config) -> None:
     """Time ``spec``'s backward alone with pytest-benchmark's ``benchmark`` fixture; the
     forward is timed beside it for ``extra_info`` and the cheap-gradient summary."""
-    from harness.bench import WARMUP_ROUNDS, device_skip_reason, prepare
+    from harness.bench.measure import WARMUP_ROUNDS, device_skip_reason, prepare
+    from harness.bench.timing import time_calls
     from harness.errors import BenchmarkSkipped
-    from harness.timing import time_calls
 
     reason = device_skip_reason(device)
     if reason:
@@ -157,7 +157,7 @@ def _summarise_ratios(terminalreporter, config: pytest.Config) -> None:
     measured = config.stash.get(MEASUREMENTS, [])
     if not measured:
         return
-    from harness.bench import OVERHEAD_FACTOR, call_overhead, over_bound, overhead_bound
+    from harness.bench.measure import OVERHEAD_FACTOR, call_overhead, over_bound, overhead_bound
     from harness.errors import BenchmarkSkipped
 
     bound = config.stash[BOUND]

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from harness.calls import KeywordCall
 from harness.errors import Fault
-from harness.examples import Example
 from harness.spec import Spec
+from harness.spec.calls import KeywordCall
+from harness.spec.examples import Example
 
 Values = dict[str, torch.Tensor]
 

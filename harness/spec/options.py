@@ -11,18 +11,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from harness.errors import SpecError, did_you_mean
-from harness.names import CHECK_NAMES, DTYPE_NAMES
+from harness.registry import CHECK_NAMES, DTYPE_NAMES
+from harness.spec.input import is_real
 
 if TYPE_CHECKING:
-    from harness.spec import Input
+    from harness.spec.input import Input
 
 DEFAULT_DIM_RANGE = (1, 6)
 MEMORY_BUDGET = 10**6  # elements per input at the largest declared dims
 DEFAULT_DTYPES = ("float64", "float32")
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def checked_dims(dims: object, inputs: Mapping[str, Input]) -> dict[str, tuple[int, int]]:
@@ -123,7 +120,7 @@ def checked_tolerances(tolerances: object) -> dict[str, dict[str, float]]:
                 f"e.g. {{rtol = 1e-4, atol = 1e-5}}"
             )
         for key, value in pair.items():
-            if not _is_real(value) or not 0 <= value < math.inf:
+            if not is_real(value) or not 0 <= value < math.inf:
                 raise SpecError(f"tolerances.{dtype}.{key}={value!r} must be a number >= 0")
         checked[dtype] = {key: float(value) for key, value in pair.items()}
     return checked

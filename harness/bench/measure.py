@@ -22,13 +22,13 @@ from typing import Any
 
 import torch
 
+from harness.bench.timing import memory_guard, synchronize, time_calls
+from harness.checks.evaluate import forward as checked_forward
 from harness.errors import BenchmarkSkipped
-from harness.evaluate import forward as checked_forward
-from harness.examples import cotangent
 from harness.spec import Input, Spec
-from harness.spec_options import MEMORY_BUDGET
+from harness.spec.examples import cotangent
+from harness.spec.options import MEMORY_BUDGET
 from harness.strategies import generated_values
-from harness.timing import memory_guard, synchronize, time_calls
 
 DEFAULT_SCALE = 4  # benchmark size of an undeclared dim: this many times its declared max
 ELEMENT_BUDGET = MEMORY_BUDGET  # elements per input, as for verification

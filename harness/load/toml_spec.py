@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import SpecError, at_key, did_you_mean
-from harness.formula import compile_formula
+from harness.load.formula import compile_formula
 from harness.spec import Input, Spec
 
 SPEC_KEYS = (

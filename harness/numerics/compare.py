@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.allowance import Allowance
+from harness.numerics.allowance import Allowance
 
 WORST_SHOWN = 5
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import torch
 
-from harness import evaluate, verdict
 from harness._compat import assert_close_tolerances
-from harness.allowance import ORACLE_ERROR_FACTOR, Tolerance
-from harness.case import Case
-from harness.compare import Mismatch, compare, judged
+from harness.checks import evaluate, verdict
+from harness.checks.case import Case
 from harness.errors import Discarded, Fault
+from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Tolerance
+from harness.numerics.compare import Mismatch, compare, judged
 from harness.report import Failure, table
 
 ELEMENTWISE_ORACLE = 64  # inputs up to this size get every partial derivative

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.case import Case
+from harness.checks.case import Case
+from harness.checks.verdict import BACKWARD_WRONG
 from harness.errors import Discarded, Fault
-from harness.numeric import nearest_neighbour_distance
+from harness.numerics.differences import nearest_neighbour_distance
 from harness.report import Failure
-from harness.verdict import BACKWARD_WRONG
 
 EPS64 = torch.finfo(torch.float64).eps
 RATIO = 4.0  # each step is this much smaller than the last

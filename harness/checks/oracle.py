@@ -3,7 +3,7 @@ it declines to judge.
 
 The oracle differentiates phi(x) = <v, f(x) - f(x0)> in float64 at the case's
 point x0 (the item's inputs, rounded to its dtype), with steps scaled to each
-element (``harness.numeric``). An estimate it cannot trust — a forward that is
+element (``harness.numerics.differences``). An estimate it cannot trust — a forward that is
 not finite or raises within a step, one-sided differences that disagree (a kink)
 — raises ``Discarded``: such an example is counted, never failed.
 """
@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from harness import evaluate, numeric
+from harness.checks import evaluate
 from harness.errors import Discarded
+from harness.numerics import differences
 
 if TYPE_CHECKING:
-    from harness.case import Case
+    from harness.checks.case import Case
 
 
 class Oracle:
@@ -27,7 +28,7 @@ class Oracle:
 
     def __init__(self, case: Case):
         self.case = case
-        self._partials: dict[tuple[str, bool], numeric.Estimate] = {}
+        self._partials: dict[tuple[str, bool], differences.Estimate] = {}
 
     @cached_property
     def phi(self):
@@ -49,22 +50,22 @@ class Oracle:
         cosh at 1e-16 before log cancels it), in units of eps."""
         noise = self.case.rounding("output", in_float64=True)["output"]
         cotangent = self.case.cotangent.to(torch.float64).abs().cpu()
-        measured = float((cotangent * noise).sum()) / numeric.EPS64
+        measured = float((cotangent * noise).sum()) / differences.EPS64
         return max(self.magnitude, measured)
 
     def _magnitude(self, measured: bool) -> float:
         return self.measured_magnitude if measured else self.magnitude
 
     def scale(self, name: str) -> torch.Tensor:
-        return numeric.step_scale(self.case.point64[name], self.case.spec.inputs[name])
+        return differences.step_scale(self.case.point64[name], self.case.spec.inputs[name])
 
-    def partials(self, name: str, *, measured: bool = False) -> numeric.Estimate:
+    def partials(self, name: str, *, measured: bool = False) -> differences.Estimate:
         """Every partial derivative of phi for input ``name`` (with ``measured``, its error
         bound counts the forward's measured rounding); discards a kinked point — after
         asking whether the forward's own rounding explains what looked like one."""
         key = (name, measured)
         if key not in self._partials:
-            self._partials[key] = numeric.partial_derivatives(
+            self._partials[key] = differences.partial_derivatives(
                 self.phi, self.case.point64, name, self.scale(name), self._magnitude(measured),
                 centred=True)
         estimate = self._partials[key]
@@ -93,8 +94,8 @@ class Oracle:
 
     def directional(
         self, name: str, direction: torch.Tensor, *, measured: bool = False
-    ) -> numeric.Estimate:
-        estimate = numeric.directional_derivative(
+    ) -> differences.Estimate:
+        estimate = differences.directional_derivative(
             self.phi, self.case.point64, {name: direction}, self._magnitude(measured),
             centred=True)
         if not measured and not _trusted(estimate):
@@ -103,18 +104,18 @@ class Oracle:
 
     def directional_all(
         self, directions: dict[str, torch.Tensor], *, measured: bool = False
-    ) -> numeric.Estimate:
+    ) -> differences.Estimate:
         """The derivative of phi along several inputs at once (no discarding)."""
         directions = {name: d.to(torch.float64) for name, d in directions.items()}
-        return numeric.directional_derivative(
+        return differences.directional_derivative(
             self.phi, self.case.point64, directions, self._magnitude(measured), centred=True)
 
 
-def _trusted(estimate: numeric.Estimate) -> bool:
+def _trusted(estimate: differences.Estimate) -> bool:
     return estimate.finite and bool(estimate.smooth.all())
 
 
-def _judgeable(estimate: numeric.Estimate) -> numeric.Estimate:
+def _judgeable(estimate: differences.Estimate) -> differences.Estimate:
     if estimate.failure:
         raise Discarded(f"the forward raised within a finite-difference step: {estimate.failure}")
     if not estimate.finite:

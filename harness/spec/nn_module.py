@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from harness.calls import KeywordCall
 from harness.errors import SpecError
-from harness.spec import Input
+from harness.spec.calls import KeywordCall
+from harness.spec.input import Input
 
 
 def module_spec_parts(

@@ -2,7 +2,7 @@
 
 The pytest plugin reads these from its ``pytest.Config``; ``python -m harness``
 asks pytest for the same config (``project``), so that both find the same spec
-files (``harness.loader.is_spec_file``) and import spec modules alike.
+files (``harness.load.files.is_spec_file``) and import spec modules alike.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import SpecError
-from harness.whitelist import ATTRIBUTES, ATTRIBUTES_IN_ORDER, CONSTANTS, FUNCTIONS
+from harness.load.whitelist import ATTRIBUTES, ATTRIBUTES_IN_ORDER, CONSTANTS, FUNCTIONS
 
 __all__ = ["Formula", "compile_formula"]
 

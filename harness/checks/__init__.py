@@ -10,19 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.case import Case
-from harness.errors import Discarded, Skipped
-from harness.gradient_checks import analytic, finite_difference, reference
-from harness.names import CHECK_DESCRIPTIONS, CHECK_NAMES
-from harness.report import Failure
-from harness.spec import Spec
-from harness.taylor import taylor_check
-from harness.torch_checks import (
+from harness.checks.case import Case
+from harness.checks.gradients import analytic, finite_difference, reference
+from harness.checks.taylor import taylor_check
+from harness.checks.torch_checks import (
     devices_check,
     forward_mode_check,
     gradcheck_check,
     gradgradcheck_check,
 )
+from harness.errors import Discarded, Skipped
+from harness.registry import CHECK_DESCRIPTIONS, CHECK_NAMES
+from harness.report import Failure
+from harness.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,6 @@ CHECKS: dict[str, Check] = {
         _check("devices", devices_check, low_precision=True),
     )
 }
-assert tuple(CHECKS) == CHECK_NAMES, "harness.names.CHECK_NAMES must list CHECKS in order"
+assert tuple(CHECKS) == CHECK_NAMES, "harness.registry.CHECK_NAMES must list CHECKS in order"
 
 __all__ = ["CHECKS", "Check", "Discarded", "Skipped"]

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from harness.bench import (
+from harness.bench.measure import (
     DEVICES,
     Measurement,
     benchmark_dims,
@@ -158,10 +158,10 @@ def _pyplot():
 
 def _chosen(path: str | None, wanted: Sequence[str]) -> list[tuple[object, str]]:
     """(spec, dim to scale) for each SPEC[:DIM] asked for, or every spec with a dim; the
-    spec files are those pytest collects (``harness.project``) unless ``path`` names one."""
+    spec files are those pytest collects (``harness.load.project``) unless ``path`` names one."""
     from harness.errors import did_you_mean
-    from harness.loader import Broken, load_file, spec_files
-    from harness.project import project
+    from harness.load.files import Broken, load_file, spec_files
+    from harness.load.project import project
 
     found = project([] if path is None else [path])
     found.use_pythonpath()

@@ -15,15 +15,15 @@ from functools import cached_property
 
 import torch
 
-from harness import evaluate
-from harness.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
-from harness.compare import Mismatch, judged
+from harness.checks import evaluate
+from harness.checks.oracle import Oracle
 from harness.errors import Fault
-from harness.examples import Example, cotangent, describe_tensor
-from harness.noise import NoiseModel, Quantity, Values
-from harness.oracle import Oracle
+from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
+from harness.numerics.compare import Mismatch, judged
+from harness.numerics.noise import NoiseModel, Quantity, Values
 from harness.report import Failure
 from harness.spec import Spec
+from harness.spec.examples import Example, cotangent, describe_tensor
 
 
 class Case:

@@ -5,14 +5,23 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from harness.errors import SpecError, at_key, did_you_mean
+from harness.spec.input import Input, is_real
 
-if TYPE_CHECKING:
-    from harness.spec import Spec
+
+class SpecLike(Protocol):
+    """What examples are checked against: a Spec's inputs and dims (not the Spec itself,
+    which checks its examples as it is built)."""
+
+    inputs: Mapping[str, Input]
+    dims: Mapping[str, tuple[int, int]]
+
+    @property
+    def differentiable(self) -> tuple[str, ...]: ...
 
 EXAMPLE_OPTIONS = ("expected", "rtol", "atol")
 
@@ -78,7 +87,7 @@ def cotangent(shape: torch.Size, seed: int, dtype: torch.dtype, device: str) -> 
     return (magnitude * sign).to(dtype=dtype, device=device)
 
 
-def checked_examples(examples: object, spec: Spec) -> tuple[Example, ...]:
+def checked_examples(examples: object, spec: SpecLike) -> tuple[Example, ...]:
     if isinstance(examples, (str, Mapping)) or not isinstance(examples, Sequence):
         raise SpecError(
             f"examples={examples!r} must be a list of tables, one per example, "
@@ -87,12 +96,12 @@ def checked_examples(examples: object, spec: Spec) -> tuple[Example, ...]:
     return tuple(_checked_example(example, i, spec) for i, example in enumerate(examples))
 
 
-def _checked_example(example: object, index: int, spec: Spec) -> Example:
+def _checked_example(example: object, index: int, spec: SpecLike) -> Example:
     with at_key(f"examples[{index}]"):
         return _example(example, index, spec)
 
 
-def _example(example: object, index: int, spec: Spec) -> Example:
+def _example(example: object, index: int, spec: SpecLike) -> Example:
     where = f"examples[{index}]"
     if not isinstance(example, Mapping):
         raise SpecError(f"{where}={example!r} must be a table of input values")
@@ -126,7 +135,9 @@ def _tensor(value: Any, where: str) -> torch.Tensor:
     return tensor
 
 
-def _inferred_dims(values: Mapping[str, torch.Tensor], spec: Spec, where: str) -> dict[str, int]:
+def _inferred_dims(
+    values: Mapping[str, torch.Tensor], spec: SpecLike, where: str
+) -> dict[str, int]:
     dims: dict[str, int] = {}
     for name, value in values.items():
         declared = spec.inputs[name].shape
@@ -150,7 +161,7 @@ def _inferred_dims(values: Mapping[str, torch.Tensor], spec: Spec, where: str) -
     return {name: dims[name] for name in spec.dims}
 
 
-def _checked_expected(expected, values, spec: Spec, where: str) -> dict[str, torch.Tensor]:
+def _checked_expected(expected, values, spec: SpecLike, where: str) -> dict[str, torch.Tensor]:
     if not isinstance(expected, Mapping):
         raise SpecError(f"{where}.expected={expected!r} must map input names to gradients")
     checked = {}
@@ -175,8 +186,6 @@ def _checked_expected(expected, values, spec: Spec, where: str) -> dict[str, tor
 def _tolerance(value: object, where: str) -> float | None:
     if value is None:
         return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
-        0 <= value < math.inf
-    ):
+    if not is_real(value) or not 0 <= value < math.inf:
         raise SpecError(f"{where}={value!r} must be a number >= 0, e.g. 1e-3")
     return float(value)

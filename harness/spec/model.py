@@ -1,20 +1,19 @@
-"""Input and Spec: the declarative model of a gradient to verify, validated at construction."""
+"""Spec: a function, its inputs and what is known of its gradient, validated at construction."""
 
 from __future__ import annotations
 
-import inspect
 import math
-import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.calls import KeywordCall
 from harness.errors import SpecError, at_key, did_you_mean
-from harness.spec_options import (
+from harness.spec.calls import KeywordCall
+from harness.spec.deferral import caller_location, consume, defer
+from harness.spec.examples import checked_examples
+from harness.spec.input import RESERVED_NAMES, Input, is_real
+from harness.spec.nn_module import module_spec_parts
+from harness.spec.options import (
     check_memory,
     checked_benchmark,
     checked_checks,
@@ -24,173 +23,6 @@ from harness.spec_options import (
 )
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-RESERVED_NAMES = frozenset({"grad", "result", "torch"})
-EXAMPLE_KEYS = frozenset({"expected", "rtol", "atol", "grad"})
-
-
-def _is_real(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class _Deferral:
-    """The invalid Inputs and Specs built while a spec module is imported, each with the
-    line of that module executing when it was built (it may be built in a helper)."""
-
-    def __init__(self, file: str | None):
-        self.file = file
-        self.invalid: list[tuple[Input | Spec, int | None]] = []
-
-
-_DEFERRED: ContextVar[_Deferral | None] = ContextVar("harness_deferred", default=None)
-
-
-@contextmanager
-def deferring_errors(
-    file: str | os.PathLike | None = None,
-) -> Iterator[list[tuple[Input | Spec, int | None]]]:
-    """Inside the block an invalid ``Input`` or ``Spec`` does not raise.
-
-    It is built marked invalid instead (its ``error`` holds the located SpecError)
-    and listed, with the line of ``file`` (the spec module being imported) that was
-    running, so that a module runs on past one bad spec and the loader reports it as
-    one failing item beside the good ones. An invalid Input makes the Spec that uses
-    it invalid, and leaves the list.
-
-    >>> with deferring_errors() as invalid:
-    ...     bad = Input(low=1.0, high=0.0)
-    >>> [entry for entry, line in invalid] == [bad]
-    True
-    >>> bad.error.message
-    'low=1.0 must be below high=0.0 — swap them or widen the range'
-    """
-    token = _DEFERRED.set(_Deferral(None if file is None else os.fspath(file)))
-    try:
-        yield _DEFERRED.get().invalid
-    finally:
-        _DEFERRED.reset(token)
-
-
-def _defer(invalid: Input | Spec) -> bool:
-    """List ``invalid`` when errors are deferred; False when they must be raised."""
-    deferral = _DEFERRED.get()
-    if deferral is None:
-        return False
-    line = None
-    if deferral.file is not None:
-        frame = inspect.currentframe().f_back
-        while frame is not None and not _same_path(frame.f_code.co_filename, deferral.file):
-            frame = frame.f_back
-        line = None if frame is None else frame.f_lineno
-    deferral.invalid.append((invalid, line))
-    return True
-
-
-def _consume(invalid: Input) -> None:
-    """An invalid Input used by a Spec: the Spec is reported, not the Input."""
-    deferral = _DEFERRED.get()
-    if deferral is not None:
-        deferral.invalid[:] = [entry for entry in deferral.invalid if entry[0] is not invalid]
-
-
-def _same_path(filename: str, file: str) -> bool:
-    return filename == file or (
-        not filename.startswith("<") and os.path.abspath(filename) == os.path.abspath(file)
-    )
-
-
-@dataclass(frozen=True)
-class Input:
-    """One input of a spec's forward: its shape and the domain values are drawn from.
-
-    ``shape`` holds sizes (ints) and dim names (strings shared between inputs).
-    Generated values stay in ``[low, high]``, keep clear of ``kinks`` (points where
-    the function is not differentiable) and are pairwise distinct when ``unique``.
-
-    >>> Input(("n", 3), low=0.1, high=5.0)
-    Input(shape=('n', 3), low=0.1, high=5.0, requires_grad=True, kinks=(), unique=False)
-    """
-
-    shape: tuple[int | str, ...] = ()
-    low: float = field(default=-10.0, kw_only=True)
-    high: float = field(default=10.0, kw_only=True)
-    requires_grad: bool = field(default=True, kw_only=True)
-    kinks: tuple[float, ...] = field(default=(), kw_only=True)
-    unique: bool = field(default=False, kw_only=True)
-    # Set on an Input built invalid under deferring_errors: what is wrong, and where.
-    error: SpecError | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        try:
-            self._validate()
-        except SpecError as error:
-            if _DEFERRED.get() is None:
-                raise
-            path, line = _caller_location()
-            object.__setattr__(self, "error", error.located(path=path, line=line))
-            _defer(self)
-
-    def _validate(self) -> None:
-        object.__setattr__(self, "shape", _checked_shape(self.shape))
-        object.__setattr__(self, "kinks", _checked_kinks(self.kinks))
-        for name in ("low", "high"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value):
-                raise SpecError(
-                    f"{name}={value!r} is not a finite number — give the bounds of the "
-                    f"input's domain as numbers, e.g. low=-1.0, high=1.0"
-                )
-            object.__setattr__(self, name, float(value))
-        if not self.low < self.high:
-            raise SpecError(
-                f"low={self.low!r} must be below high={self.high!r} — swap them or widen "
-                f"the range"
-            )
-        for name in ("requires_grad", "unique"):
-            if not isinstance(getattr(self, name), bool):
-                raise SpecError(f"{name}={getattr(self, name)!r} must be true or false")
-
-    @property
-    def dim_names(self) -> tuple[str, ...]:
-        return tuple(size for size in self.shape if isinstance(size, str))
-
-    def resolve(self, dims: Mapping[str, int]) -> tuple[int, ...]:
-        """The concrete shape for the given dim sizes."""
-        return tuple(dims[size] if isinstance(size, str) else size for size in self.shape)
-
-
-def _checked_shape(shape: object) -> tuple[int | str, ...]:
-    if isinstance(shape, (str, int)) or not isinstance(shape, Sequence):
-        raise SpecError(
-            f"shape={shape!r} is not a sequence of sizes — write a list such as "
-            f"shape=[3] or shape=['n', 2] (shape=[] is a scalar)"
-        )
-    for size in shape:
-        if isinstance(size, str):
-            if not size.isidentifier() or size.startswith("_"):
-                raise SpecError(
-                    f"dim name {size!r} in shape={list(shape)!r} is not a valid name — "
-                    f"use letters, digits and underscores, e.g. 'n' or 'batch'"
-                )
-        elif not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise SpecError(
-                f"size {size!r} in shape={list(shape)!r} is not a non-negative integer "
-                f"or a dim name — write e.g. 3 or 'n'"
-            )
-    return tuple(shape)
-
-
-def _checked_kinks(kinks: object) -> tuple[float, ...]:
-    if isinstance(kinks, (str, bytes)) or not isinstance(kinks, Sequence):
-        raise SpecError(
-            f"kinks={kinks!r} is not a list of numbers — write e.g. kinks=[0.0]"
-        )
-    for kink in kinks:
-        if not _is_real(kink) or not math.isfinite(kink):
-            raise SpecError(
-                f"kink {kink!r} in kinks={list(kinks)!r} is not a finite number — "
-                f"list the points where the function is not differentiable, e.g. [0.0]"
-            )
-    return tuple(float(kink) for kink in kinks)
 
 
 class Spec:
@@ -233,7 +65,7 @@ class Spec:
         line: int | None = None,
     ) -> None:
         if path is None:
-            path, line = _caller_location()
+            path, line = caller_location()
         self.path, self.line, self.name = path, line, name
         self.error: SpecError | None = None  # set on an invalid spec built by deferring_errors
         try:
@@ -244,7 +76,7 @@ class Spec:
             )
         except SpecError as error:
             self.error = error.located(path=path, line=line, spec=name)
-            if not _defer(self):
+            if not defer(self):
                 raise self.error from None
 
     @classmethod
@@ -254,7 +86,7 @@ class Spec:
         located = error.located(path=path, line=line, spec=name)
         spec = cls.__new__(cls)
         spec.path, spec.line, spec.name, spec.error = path, line, name, located
-        if not _defer(spec):
+        if not defer(spec):
             raise located from None
         return spec
 
@@ -290,14 +122,12 @@ class Spec:
         self.doc = doc
         with at_key("benchmark"):
             self.benchmark = checked_benchmark(benchmark, self.dims)
-        if not _is_real(nondet_tol) or not 0 <= nondet_tol < math.inf:
+        if not is_real(nondet_tol) or not 0 <= nondet_tol < math.inf:
             raise SpecError(f"nondet_tol={nondet_tol!r} must be a non-negative number",
                             key="nondet_tol")
         self.nondet_tol = float(nondet_tol)
         with at_key("inputs"):
             check_memory(self.inputs, self.dims)
-        from harness.examples import checked_examples
-
         with at_key("examples"):
             self.examples = checked_examples(examples, self)
 
@@ -341,10 +171,8 @@ class Spec:
         >>> spec.differentiable
         ('weight', 'bias')
         """
-        from harness.modules import module_spec_parts
-
         if "path" not in spec_options:
-            spec_options["path"], spec_options["line"] = _caller_location()
+            spec_options["path"], spec_options["line"] = caller_location()
         try:
             all_inputs, call = module_spec_parts(
                 module, inputs, forward, parameter_low, parameter_high
@@ -364,21 +192,6 @@ def _check_name(name: object) -> None:
             f"'_', '-' and '.', e.g. 'softmax_rows'",
             key="name",
         )
-
-
-def _caller_location() -> tuple[str | None, int | None]:
-    """The first frame outside the harness package: where the user built the spec."""
-    frame = inspect.currentframe().f_back
-    harness_dir = __file__.rsplit("/", 1)[0]
-    while frame is not None and (
-        frame.f_code.co_filename.startswith(harness_dir)
-        # Input's __init__, which dataclasses generates with this module's globals
-        or frame.f_globals.get("__name__", "").partition(".")[0] == "harness"
-    ):
-        frame = frame.f_back
-    if frame is None:
-        return None, None
-    return frame.f_code.co_filename, frame.f_lineno
 
 
 def _checked_inputs(inputs: object) -> dict[str, Input]:
@@ -407,7 +220,7 @@ def _checked_inputs(inputs: object) -> dict[str, Input]:
                 key=f"inputs.{name}",
             )
         if value.error is not None:  # built invalid under deferring_errors: so is the spec
-            _consume(value)
+            consume(value)
             raise value.error
     if not any(value.requires_grad for value in inputs.values()):
         raise SpecError(
