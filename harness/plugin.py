@@ -23,7 +23,14 @@ from harness._compat import hypothesis_statistics, matches_python_files, message
 from harness.errors import GradientMismatch, SpecError
 from harness.load.discovery import is_spec_file
 from harness.load.project import spec_roots
-from harness.registry import CHECK_DESCRIPTIONS, CHECK_NAMES, DTYPE_NAMES
+from harness.registry import (
+    CHECK_DESCRIPTIONS,
+    CHECK_INFO,
+    CHECK_NAMES,
+    DTYPE_NAMES,
+    CheckInfo,
+    chosen_checks,
+)
 
 pytest_plugins = ["harness.bench.items"]  # the benchmark items and their summary
 
@@ -293,11 +300,9 @@ class SpecCollector(pytest.Collector):
                 yield bench_items.BenchmarkItem.create(self, self.spec, device)
 
     def _check_items(self, options: HarnessOptions):
-        from harness.checks import CHECKS
-
-        for check_name in self.spec.checks or tuple(CHECKS):
-            check = CHECKS[check_name]
-            if check_name not in options.checks or check.needs(self.spec):
+        for check_name in chosen_checks(self.spec):
+            check = CHECK_INFO[check_name]
+            if check_name not in options.checks or check.needs_reason(self.spec):
                 continue
             for device, dtype in _variants(check, self.spec, options):
                 yield SpecItem.from_parent(
@@ -307,11 +312,10 @@ class SpecCollector(pytest.Collector):
                 )
 
 
-def _variants(check, spec, options):
-    devices = [d for d in options.devices if d == "cuda" or check.name != "devices"]
+def _variants(check: CheckInfo, spec, options):
     dtypes = ["float64"] if check.float64_only else [
         d for d in options.dtypes if d in spec.dtypes]
-    for device in devices:
+    for device in options.devices:
         for dtype in dtypes:
             if check.skip_reason(spec, device, dtype) is None:
                 yield device, dtype

@@ -26,7 +26,7 @@ from harness.errors import (
     SpecError,
     did_you_mean,
 )
-from harness.registry import DTYPE_NAMES
+from harness.registry import CHECK_INFO, DTYPE_NAMES, chosen_checks
 from harness.report import Failure, Report
 from harness.spec import Spec
 from harness.spec.examples import Example
@@ -101,12 +101,11 @@ def verify(
 
 def applicable_checks(spec: Spec) -> list[str]:
     """The checks that apply to ``spec`` in some dtype and device."""
-    chosen = spec.checks or tuple(CHECKS)
-    return [name for name in chosen if CHECKS[name].needs(spec) is None]
+    return [name for name in chosen_checks(spec) if CHECK_INFO[name].needs_reason(spec) is None]
 
 
 def _selected(spec: Spec, checks: Sequence[str] | None) -> list[Check]:
-    names = list(checks) if checks is not None else list(spec.checks or CHECKS)
+    names = list(checks) if checks is not None else list(chosen_checks(spec))
     for name in names:
         if name not in CHECKS:
             raise SpecError(

@@ -71,6 +71,18 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     settings.load_profile(profile)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny tensors: waking a second costs more than the
+    work (tests that time nothing but run thousands of small verifies)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def write() -> Callable[[Path, str], Path]:
     """write(path, text): a file with the dedented text (bytes are written as they are)."""

@@ -10,15 +10,11 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from words import CHECK_NAMES, DOCS
 
 from harness.load.toml_spec import SPEC_KEYS
 
 KEYS = ", ".join(SPEC_KEYS)
-DOCS = "(the whitelist: python -m harness formulas)"
-CHECK_NAMES = (
-    "analytic, reference, finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, "
-    "devices"
-)
 
 GOOD = """
 [square]

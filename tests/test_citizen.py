@@ -563,7 +563,7 @@ def test_end_to_end_in_a_users_project(pytester, write):
     assert validate.stdout.splitlines() == [
         "specs/more.toml:8: spec 'broken': unknown key 'forwrad' (did you mean 'forward'?) — "
         "the keys of a spec are doc, forward, backward, jvp, reference, inputs, dims, checks, "
-        "dtypes, tolerances, twice_differentiable, examples, benchmark, nondet_tol",
+        "dtypes, tolerances, twice_differentiable, benchmark, nondet_tol, examples",
         "2 valid, 1 invalid spec"]
 
     listed = shell(pytester, BIN / "harness", "list")

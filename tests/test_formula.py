@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from words import DOCS
 
 from harness.errors import SpecError
 from harness.load.formula import Formula, compile_formula
@@ -24,7 +25,6 @@ ELSEWHERE = (
     "a formula is one expression over the inputs and whitelisted functions; "
     "write a Python spec (specs/*.py) for anything else"
 )
-DOCS = "(the whitelist: python -m harness formulas)"
 CALLABLE = "a formula can call only whitelisted functions"
 PRIVATE = (
     "a formula cannot use names that start with '_' or contain '__'; "

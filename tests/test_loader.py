@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from words import CHECK_NAMES, DOCS
 
 from harness import Spec, SpecError, load_specs
 from harness.load.files import Broken, load_file
@@ -17,11 +18,6 @@ from harness.spec import Input
 
 KEYS = ", ".join(SPEC_KEYS)
 INPUT_KEYS = "shape, low, high, requires_grad, kinks, unique"
-DOCS = "(the whitelist: python -m harness formulas)"
-CHECK_NAMES = (
-    "analytic, reference, finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, "
-    "devices"
-)
 
 SQUARE = """
 [square]

@@ -90,3 +90,28 @@ def test_max_examples_zero_runs_the_explicit_examples_only() -> None:
     assert verify(spec, checks=["taylor"], max_examples=0).examples == 2
     with pytest.raises(ValueError, match="max_examples=-1 must be an integer >= 0"):
         verify(spec, max_examples=-1)
+
+
+def test_the_example_time_limit_keeps_an_outer_timer() -> None:
+    """pytest-timeout's signal method arms ITIMER_REAL; the harness's own limit must
+    neither cancel it nor swallow its deadline."""
+    import signal
+    import time
+
+    from harness.checks.evaluate import time_limit
+
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: fired.append("outer"))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 5.0)
+        with time_limit(60.0):
+            pass
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 4.0 < left <= 5.0  # re-armed with what it had left
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with time_limit(60.0):
+            time.sleep(0.2)  # the outer deadline comes first: its handler runs
+        assert fired == ["outer"]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -7,16 +7,12 @@ import math
 
 import pytest
 import torch
+from words import CHECK_NAMES, DTYPE_NAMES
 
 from harness import Input, Spec, SpecError
 from harness.spec.options import DEFAULT_DIM_RANGE
 
 WHERE = "specs/t.py:7: spec 'sq': "
-CHECK_NAMES = (
-    "analytic, reference, finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, "
-    "devices"
-)
-DTYPE_NAMES = "float64, float32, float16, bfloat16"
 
 
 def identity(x):

@@ -1,4 +1,4 @@
-"""The registry of checks, in CHECKS order: what each runs, when it applies, in which dtypes.
+"""CHECKS: every check of ``harness.registry``, in its order, bound to the function that runs it.
 
 A check is a function of a Case (one example made concrete) returning the
 failures it found there; it raises ``Discarded`` for an example where the
@@ -20,60 +20,42 @@ from harness.checks.torch_checks import (
     gradgradcheck_check,
 )
 from harness.errors import Discarded, Skipped
-from harness.registry import CHECK_DESCRIPTIONS, CHECK_NAMES
+from harness.registry import REGISTRY, CheckInfo
 from harness.report import Failure
 from harness.spec import Spec
+
+RUNS: dict[str, Callable[[Case], list[Failure]]] = {
+    "analytic": analytic,
+    "reference": reference,
+    "finite_difference": finite_difference,
+    "gradcheck": gradcheck_check,
+    "gradgradcheck": gradgradcheck_check,
+    "taylor": taylor_check,
+    "forward_mode": forward_mode_check,
+    "devices": devices_check,
+}
 
 
 @dataclass(frozen=True)
 class Check:
-    """A registered check: how it runs, when it applies, and in which dtypes."""
+    """A registered check: its metadata (``harness.registry``) and the function that runs it."""
 
-    name: str
+    info: CheckInfo
     run: Callable[[Case], list[Failure]]
-    description: str
-    needs: Callable[[Spec], str | None] = lambda spec: None
-    float64_only: bool = False
-    low_precision: bool = False  # meaningful in float16/bfloat16
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def float64_only(self) -> bool:
+        return self.info.float64_only
 
     def skip_reason(self, spec: Spec, device: str, dtype: str) -> str | None:
         """Why this check does not apply here, or None when it does."""
-        if self.float64_only and dtype != "float64":
-            return f"{self.name} runs in float64 only"
-        if dtype in ("float16", "bfloat16") and not self.low_precision:
-            return f"{self.name} is meaningless in {dtype}"
-        return self.needs(spec)
+        return self.info.skip_reason(spec, device, dtype)
 
 
-def _needs_backward(spec: Spec) -> str | None:
-    return None if spec.backward else "the spec has no backward formulas"
-
-
-def _needs_reference(spec: Spec) -> str | None:
-    return None if spec.reference is not None else "the spec has no reference"
-
-
-def _needs_twice(spec: Spec) -> str | None:
-    return None if spec.twice_differentiable else "the spec is not twice_differentiable"
-
-
-def _check(name: str, run, needs=lambda spec: None, **options) -> Check:
-    return Check(name, run, CHECK_DESCRIPTIONS[name], needs, **options)
-
-
-CHECKS: dict[str, Check] = {
-    check.name: check
-    for check in (
-        _check("analytic", analytic, _needs_backward, low_precision=True),
-        _check("reference", reference, _needs_reference, low_precision=True),
-        _check("finite_difference", finite_difference),
-        _check("gradcheck", gradcheck_check, float64_only=True),
-        _check("gradgradcheck", gradgradcheck_check, _needs_twice, float64_only=True),
-        _check("taylor", taylor_check),
-        _check("forward_mode", forward_mode_check),
-        _check("devices", devices_check, low_precision=True),
-    )
-}
-assert tuple(CHECKS) == CHECK_NAMES, "harness.registry.CHECK_NAMES must list CHECKS in order"
+CHECKS: dict[str, Check] = {info.name: Check(info, RUNS[info.name]) for info in REGISTRY}
 
 __all__ = ["CHECKS", "Check", "Discarded", "Skipped"]

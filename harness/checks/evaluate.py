@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -25,23 +26,43 @@ Values = dict[str, torch.Tensor]
 
 @contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise Fault if the block runs longer than ``seconds`` (main thread, Unix only)."""
+    """Raise Fault if the block runs longer than ``seconds`` (main thread, Unix only).
+
+    An outer timer (pytest-timeout's, say) is kept: its deadline still fires its own
+    handler if it comes first, and it is re-armed with the time it has left after.
+    """
     usable = seconds and hasattr(signal, "setitimer")
     if not usable or threading.current_thread() is not threading.main_thread():
         yield
         return
+    outer, interval = signal.getitimer(signal.ITIMER_REAL)
+    ours_first = not outer or seconds <= outer
+    start = time.monotonic()
+    outer_fired = []
 
     def expire(signum, frame):
-        raise Fault(f"the example did not finish within {seconds:g} s — make the forward "
-                    f"cheaper, lower the dims' maxima, or raise --harness-timeout")
+        if ours_first:
+            raise Fault(f"the example did not finish within {seconds:g} s — make the forward "
+                        f"cheaper, lower the dims' maxima, or raise --harness-timeout")
+        outer_fired.append(True)
+        signal.signal(signal.SIGALRM, previous)  # the outer deadline: its handler's turn
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            signal.raise_signal(signal.SIGALRM)
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds if ours_first else outer)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer and not outer_fired:
+            left = outer - (time.monotonic() - start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-6), interval)
+        elif outer_fired and interval:
+            signal.setitimer(signal.ITIMER_REAL, interval, interval)
 
 
 def prepared(spec: Spec, example: Example, dtype: torch.dtype, device: str) -> Values:

@@ -13,10 +13,11 @@ from harness.errors import SpecError, at_key, did_you_mean
 from harness.load.formula import compile_formula
 from harness.spec import Input, Spec
 
-SPEC_KEYS = (
-    "doc", "forward", "backward", "jvp", "reference", "inputs", "dims", "checks", "dtypes",
-    "tolerances", "twice_differentiable", "examples", "benchmark", "nondet_tol",
-)
+FORMULA_KEYS = ("forward", "backward", "jvp", "reference")  # compiled through the whitelist
+# Passed to Spec as they are (Spec checks them).
+OPTION_KEYS = ("dims", "checks", "dtypes", "tolerances", "twice_differentiable", "benchmark",
+               "nondet_tol")
+SPEC_KEYS = ("doc", *FORMULA_KEYS, "inputs", *OPTION_KEYS, "examples")
 INPUT_KEYS = ("shape", "low", "high", "requires_grad", "kinks", "unique")
 
 
@@ -39,7 +40,7 @@ def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
     dim_names = sorted({d for spec_input in inputs.values() for d in spec_input.dim_names})
     variables = [*inputs, *dim_names]
     differentiable = [n for n, i in inputs.items() if i.requires_grad]
-    options = {key: table[key] for key in SPEC_KEYS[6:] if key in table and key != "examples"}
+    options = {key: table[key] for key in OPTION_KEYS if key in table}
     with at_key("forward"):
         forward = _formula(table["forward"], variables, "forward")
     with at_key("reference"):

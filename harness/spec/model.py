@@ -71,8 +71,10 @@ class Spec:
         try:
             _check_name(name)
             self._build(
-                forward, inputs, backward, jvp, reference, dims, checks, dtypes,
-                tolerances, twice_differentiable, examples, doc, benchmark, nondet_tol,
+                forward=forward, inputs=inputs, backward=backward, jvp=jvp,
+                reference=reference, dims=dims, checks=checks, dtypes=dtypes,
+                tolerances=tolerances, twice_differentiable=twice_differentiable,
+                examples=examples, doc=doc, benchmark=benchmark, nondet_tol=nondet_tol,
             )
         except SpecError as error:
             self.error = error.located(path=path, line=line, spec=name)
@@ -91,9 +93,10 @@ class Spec:
         return spec
 
     def _build(
-        self, forward, inputs, backward, jvp, reference, dims, checks, dtypes,
+        self, *, forward, inputs, backward, jvp, reference, dims, checks, dtypes,
         tolerances, twice_differentiable, examples, doc, benchmark, nondet_tol,
     ) -> None:
+        """Check every argument in turn, each SpecError tagged with its spec-file key."""
         with at_key("inputs"):
             self.inputs = _checked_inputs(inputs)
         with at_key("dims"):
