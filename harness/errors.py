@@ -11,10 +11,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.report import Failure
 
 
 class HarnessError(Exception):
@@ -126,10 +122,10 @@ class Fault(Exception):
 
 
 class FailureFound(Exception):
-    """Internal: carries a failing example's failures out through Hypothesis (which
-    shrinks it)."""
+    """Internal: carries a failing example's failures (``harness.report.Failure``s, each
+    with a ``headline``) out through Hypothesis, which shrinks it."""
 
-    def __init__(self, failures: list[Failure]):
+    def __init__(self, failures: list):
         super().__init__(failures[0].headline)
         self.failures = failures
 

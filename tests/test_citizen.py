@@ -468,9 +468,9 @@ def test_no_summary_line_without_harness_items(pytester):
 
 
 def test_a_check_shrinking_for_a_while_says_so_once(pytester, write, monkeypatch):
-    import harness.plugin
+    import harness.plugin_items
 
-    monkeypatch.setattr(harness.plugin, "SHRINK_NOTICE_S", 0.0)
+    monkeypatch.setattr(harness.plugin_items, "SHRINK_NOTICE_S", 0.0)
     write(pytester.path / "specs" / "wrong.toml", WRONG)
     write(pytester.path / "specs" / "sq.toml", SQUARE)
     result = run(pytester, "--harness-max-examples=10")
