@@ -147,7 +147,7 @@ STATIC = [
         x = [1.0]
         z = [2.0]
         """, "square",
-        "specs/a.toml:5: spec 'square': examples[0] names 'z', which is not an input — the "
+        "specs/a.toml:5: spec 'square': examples[0] names 'z', which is not an input or a dim — the "
         "inputs are x, y", id="examples-missing-input"),
     pytest.param("a.toml", """
         [square]

@@ -48,13 +48,15 @@ def reference(case: Case) -> list[Failure]:
     """
     truth = case.reference_at(case.point64, torch.float64)
     own_error = _reference_error(case, truth) if case.dtype != torch.float64 else None
-    mismatch = _against_reference(case, case.result, truth, "output", "output", own_error)
-    if mismatch:
-        columns = {"forward": case.result, "reference": truth["output"]}
-        return [case.failure("Forward disagrees with the reference", details=[
-            *mismatch.lines(), *table(columns, mismatch.worst)])]
+    for key, output in zip(case.output_keys, case.outputs.tensors):
+        mismatch = _against_reference(case, output, truth, key, "output", own_error)
+        if mismatch:
+            columns = {"forward": output, "reference": truth[key]}
+            which = "" if key == "output" else f" ({key})"
+            return [case.failure(f"Forward disagrees with the reference{which}", details=[
+                *mismatch.lines(), *table(columns, mismatch.worst)])]
     failures = []
-    for name in case.spec.differentiable:
+    for name in case.leaves:
         mismatch = _against_reference(case, case.autograd[name], truth, name, "autograd",
                                       own_error)
         if mismatch:
@@ -100,7 +102,7 @@ def finite_difference(case: Case) -> list[Failure]:
 def oracle_failures(case: Case) -> list[Failure]:
     """Autograd against the float64 oracle, for every differentiable input."""
     failures = []
-    for name in case.spec.differentiable:
+    for name in case.leaves:
         autograd = case.autograd[name]
         if autograd.numel() <= ELEMENTWISE_ORACLE:
             estimate, mismatch = _against_partials(case, name, autograd, "autograd")
@@ -244,8 +246,8 @@ def _expected_failures(case: Case) -> list[Failure]:
     example = case.example
     if not example.expected:
         return []
-    ones = torch.ones_like(case.result)
-    grads = evaluate.autograd_vjp(case.spec, case.values, case.result, ones)
+    ones = [torch.ones_like(t) for t in case.outputs.tensors]
+    grads = evaluate.autograd_vjp(case.spec, case.values, case.outputs, ones, case.example)
     # Expected values are typed by a person, to a few decimals: assert_close's
     # tolerances, or the example's own.
     rtol, atol = assert_close_tolerances(case.dtype)

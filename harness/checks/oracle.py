@@ -32,32 +32,41 @@ class Oracle:
 
     @cached_property
     def phi(self):
-        """<v, f(x) - f(x0)>: 0 at the point, so the oracle never evaluates it there."""
+        """sum_k <v_k, f_k(x) - f_k(x0)>: 0 at the point, so the oracle never evaluates
+        it there."""
         case = self.case
-        return evaluate.contracted(case.spec, case.dims, case.cotangent.to(torch.float64),
-                                   offset=case.output64)
+        return evaluate.contracted(case.spec, case.example, self.cotangents64,
+                                   offsets=case.output64)
+
+    @cached_property
+    def cotangents64(self) -> tuple[torch.Tensor, ...]:
+        return tuple(v.to(_wide(v.dtype)) for v in self.case.cotangents)
 
     @cached_property
     def magnitude(self) -> float:
-        """sum |v| |f(x)| in float64: the scale of rounding noise in phi."""
-        cotangent = self.case.cotangent.to(torch.float64).abs()
-        return float((cotangent * self.case.output64.abs()).sum())
+        """sum |v| |f(x)| in float64 over the outputs: the scale of rounding noise in phi."""
+        return self.contracted_size(self.case.output64)
+
+    def contracted_size(self, outputs) -> float:
+        """sum over outputs of |v_k| . |outputs_k| (the size of the terms phi sums)."""
+        return float(sum((v.abs().double() * o.abs().double()).sum()
+                         for v, o in zip(self.cotangents64, outputs)))
 
     @cached_property
     def measured_magnitude(self) -> float:
         """The scale of phi's rounding noise as measured: at least ``magnitude``, and more
         where the forward rounds far above its own size (log(cosh(d)) near d = 0 rounds
         cosh at 1e-16 before log cancels it), in units of eps."""
-        noise = self.case.rounding("output", in_float64=True)["output"]
-        cotangent = self.case.cotangent.to(torch.float64).abs().cpu()
-        measured = float((cotangent * noise).sum()) / differences.EPS64
+        noise = self.case.rounding("output", in_float64=True)
+        measured = self.contracted_size(tuple(
+            noise[key] for key in self.case.output_keys)) / differences.EPS64
         return max(self.magnitude, measured)
 
     def _magnitude(self, measured: bool) -> float:
         return self.measured_magnitude if measured else self.magnitude
 
     def scale(self, name: str) -> torch.Tensor:
-        return differences.step_scale(self.case.point64[name], self.case.spec.inputs[name])
+        return differences.step_scale(self.case.point64[name], self.case.input_of(name))
 
     def partials(self, name: str, *, measured: bool = False) -> differences.Estimate:
         """Every partial derivative of phi for input ``name`` (with ``measured``, its error
@@ -109,6 +118,11 @@ class Oracle:
         directions = {name: d.to(torch.float64) for name, d in directions.items()}
         return differences.directional_derivative(
             self.phi, self.case.point64, directions, self._magnitude(measured), centred=True)
+
+
+def _wide(dtype: torch.dtype) -> torch.dtype:
+    """The float64 (complex128) twin of a cotangent's dtype."""
+    return torch.complex128 if dtype.is_complex else torch.float64
 
 
 def _trusted(estimate: differences.Estimate) -> bool:

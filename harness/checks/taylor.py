@@ -71,7 +71,7 @@ class _Walk:
 
 
 def taylor_check(case: Case) -> list[Failure]:
-    return [f for name in case.spec.differentiable if (f := _taylor_one(case, name))]
+    return [f for name in case.leaves if (f := _taylor_one(case, name))]
 
 
 def _taylor_one(case: Case, name: str) -> Failure | None:
@@ -132,8 +132,9 @@ def _gradient_allowance(case: Case, name: str, direction, *, measured: bool) -> 
 
 def _phi_noise(case: Case) -> float:
     """The measured rounding noise of phi = <v, f> in float64 at the point."""
-    noise = case.rounding("output", in_float64=True)["output"]
-    return float((case.cotangent.double().abs().cpu() * noise).sum())
+    noise = case.rounding("output", in_float64=True)
+    return case.oracle.contracted_size(tuple(noise[key].to(case.device)
+                                             for key in case.output_keys))
 
 
 def _first_order(rates: list[float]) -> bool:
@@ -150,7 +151,7 @@ def _first_order(rates: list[float]) -> bool:
 
 def _largest_step(case: Case, name: str, direction: torch.Tensor) -> float:
     """1, or less where a step that large would cross a declared kink or a tie."""
-    spec_input = case.spec.inputs[name]
+    spec_input = case.input_of(name)
     value = case.point64[name]
     reach = direction.abs().to(torch.float64)
     if not reach.numel() or not reach.max() > 0:
@@ -187,12 +188,20 @@ def _moved(case: Case, name: str, step: torch.Tensor) -> dict[str, torch.Tensor]
 
 def _phi(case: Case, values) -> tuple[float, float]:
     """phi in float64 at ``values`` and the size of the terms it sums (its rounding scale)."""
-    return _contracted(case, case.output_at(values, torch.float64)["output"])
+    outputs = case.output_at(values, torch.float64)
+    return _contracted(case, tuple(outputs[key] for key in case.output_keys))
 
 
-def _contracted(case: Case, output: torch.Tensor) -> tuple[float, float]:
-    terms = case.cotangent.double() * output.double()
-    return float(terms.sum()), float(terms.abs().sum())
+def _contracted(case: Case, outputs) -> tuple[float, float]:
+    """(sum_k Re <v_k, f_k>, sum_k |v_k| . |f_k|) in float64."""
+    value = sum(float(_inner(v, o)) for v, o in zip(case.oracle.cotangents64, outputs))
+    return value, case.oracle.contracted_size(outputs)
+
+
+def _inner(v: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """Re sum conj(v) f: the real inner product that phi takes."""
+    terms = v.conj() * output.to(v.dtype) if v.is_complex() else v * output.double()
+    return terms.sum().real if terms.is_complex() else terms.sum()
 
 
 def _rates(remainders: list[float], floors: list[float]) -> list[float]:

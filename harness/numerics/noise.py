@@ -62,7 +62,7 @@ class NoiseModel:
     def __init__(self, values: Values, dtype: torch.dtype, seed: int):
         self.values = {name: value.detach() for name, value in values.items()}
         self.dtype, self.seed = dtype, seed
-        self.point64 = {name: value.to(torch.float64) for name, value in self.values.items()}
+        self.point64 = {name: _in(value, torch.float64) for name, value in self.values.items()}
 
     def measure(self, quantity: Quantity, *, neighbours: bool = True) -> dict[str, torch.Tensor]:
         """NOISE_FACTOR x the largest change of each of the quantity's tensors (float64, CPU).
@@ -99,7 +99,7 @@ class NoiseModel:
 
     def _neighbours(self, quantity: Quantity, dtype: torch.dtype, generator) -> Iterator[dict]:
         for _ in range(NEIGHBOURS):
-            moved = {name: _next_to(value, self.dtype, generator).to(dtype)
+            moved = {name: _in(_next_to(value, self.dtype, generator), dtype)
                      for name, value in self.values.items()}
             try:
                 yield _evaluated(quantity, moved, dtype)
@@ -114,6 +114,11 @@ class NoiseModel:
             except Fault:  # the forward refuses a dispatch mode (a compiled kernel):
                 return  # the neighbour samples alone stand for rounding
             yield sample
+
+
+def _in(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A float value in ``dtype``; an integer or bool one (an index, a mask) as it is."""
+    return value.to(dtype) if value.is_floating_point() else value
 
 
 def _evaluated(quantity: Quantity, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
