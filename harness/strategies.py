@@ -26,6 +26,7 @@ UNIQUE_GRID = 1000  # unique values are drawn from this many evenly spaced point
 TINY_FRACTION = 1e-12  # of the domain's largest magnitude: smaller values become 0
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 _FLOAT_WIDTH = {torch.float64: 64, torch.float32: 32, torch.float16: 16}
+_REAL_PARTS = {torch.complex128: torch.float64, torch.complex64: torch.float32}
 
 
 def examples(spec: Spec, dtype: torch.dtype = torch.float64) -> st.SearchStrategy[Example]:
@@ -63,6 +64,11 @@ def input_values(
     an integer or bool input's in its own dtype (``dims`` size the bounds that name one)."""
     if spec_input.is_integral:
         return _integral_values(spec_input, shape, dims or {})
+    if dtype.is_complex:  # the real and the imaginary part, each inside [low, high]
+        part = _REAL_PARTS[dtype]
+        return st.tuples(input_values(spec_input, shape, part),
+                         input_values(spec_input, shape, part)).map(
+            lambda parts: torch.complex(*parts))
     if math.prod(shape) > ELEMENTWISE_LIMIT:
         return SEEDS.map(lambda seed: generated_values(spec_input, shape, dtype, seed))
     elements = _unique_elements(spec_input) if spec_input.unique else _elements(spec_input, dtype)
@@ -97,6 +103,10 @@ def generated_values(
     generator = torch.Generator().manual_seed(seed)
     if spec_input.is_integral:
         return _generated_integers(spec_input, shape, generator, dims or {})
+    if dtype.is_complex:
+        part = _REAL_PARTS[dtype]
+        return torch.complex(generated_values(spec_input, shape, part, seed),
+                             generated_values(spec_input, shape, part, seed + 1))
     n = math.prod(shape)
     width = spec_input.high - spec_input.low
     if spec_input.unique:  # one value per slot of an even grid: neighbours stay apart

@@ -475,8 +475,8 @@ def matmul(x, W):
         pytest.param([{}], "examples[0] gives no value for 'x', 'W' — add it",
                      id="missing-inputs"),
         pytest.param([{"x": [[1.0]], "W": [[1.0]]}, {"x": [[1.0]], "W": [[1.0]], "WW": 1.0}],
-                     "examples[1] names 'WW', which is not an input or a dim (did you mean 'W'?) — the "
-                     "inputs are x, W", id="unknown-input"),
+                     "examples[1] names 'WW', which is not an input or a dim "
+                     "(did you mean 'W'?) — the inputs are x, W", id="unknown-input"),
         pytest.param([{"x": [[1.0]], "W": [[1.0]], "expect": {}}],
                      "examples[0] names 'expect', which is not an input or a dim (did you mean "
                      "'expected'?) — the inputs are x, W", id="misspelt-option"),

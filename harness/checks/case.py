@@ -49,6 +49,11 @@ class Case:
         self._noise = NoiseModel(self.values, dtype, seed=example.cotangent_seed + 2)
         self._rounding: dict[tuple[str, bool, bool], dict[str, torch.Tensor]] = {}
 
+    @property
+    def full_precision(self) -> bool:
+        """A float64 (or complex128) item: the oracle's own precision."""
+        return self.dtype in (torch.float64, torch.complex128)
+
     def only_output(self, k: int) -> Case:
         """This case with every cotangent but output k's zero (and nothing computed yet)."""
         single = copy.copy(self)
@@ -87,13 +92,13 @@ class Case:
     def point64(self) -> dict[str, torch.Tensor]:
         """The item's inputs in float64 (integer ones as they are): exactly the point the
         oracle differentiates at."""
-        return {name: value.detach().to(torch.float64) if value.is_floating_point()
-                else value.detach() for name, value in self.values.items()}
+        return {name: evaluate.cast(value.detach(), torch.float64)
+                for name, value in self.values.items()}
 
     @cached_property
     def output64(self) -> tuple[torch.Tensor, ...]:
         """The differentiable outputs at the point, computed in float64."""
-        if self.dtype == torch.float64:
+        if self.full_precision:
             return tuple(t.detach() for t in self.outputs.tensors)  # already run
         outputs = self.output_at(self.point64, torch.float64)
         return tuple(outputs[key] for key in self.output_keys)
@@ -111,7 +116,7 @@ class Case:
                 f"{[tuple(t.shape) for t in self.outputs.tensors]} — make them compute the "
                 f"same function")
         grads = evaluate.autograd_vjp(self.spec, values, outputs,
-                                      [v.to(dtype) for v in self.cotangents], self.example)
+                                      self._cotangents_in(dtype), self.example)
         return {**dict(zip(self.output_keys, outputs.tensors)), **grads}
 
     # --- quantities, as the noise model reruns them ---------------------------------------------
@@ -120,13 +125,13 @@ class Case:
         values = self._leaves(point)
         outputs = evaluate.forward(self.spec, values, self.example)
         return evaluate.autograd_vjp(self.spec, values, outputs,
-                                     [v.to(dtype) for v in self.cotangents], self.example)
+                                     self._cotangents_in(dtype), self.example)
 
     def formula_at(self, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         values = self._leaves(point)
         outputs = evaluate.forward(self.spec, values, self.example)
         return evaluate.formula_vjp(self.spec, values, outputs,
-                                    [v.to(dtype) for v in self.cotangents], self.example)
+                                    self._cotangents_in(dtype), self.example)
 
     def output_at(self, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The differentiable outputs at ``point`` (no graph)."""
@@ -135,6 +140,9 @@ class Case:
                                    evaluate.arguments(self.spec, point, self.example))
         outputs = evaluate.Outputs.of(result, "forward", like=None)
         return dict(zip(self.output_keys, outputs.tensors))
+
+    def _cotangents_in(self, dtype: torch.dtype) -> list[torch.Tensor]:
+        return [evaluate.cast(v, dtype) for v in self.cotangents]
 
     def _leaves(self, point: Values) -> dict[str, torch.Tensor]:
         return {name: value.detach().clone().requires_grad_(
@@ -149,7 +157,7 @@ class Case:
         'formula', 'reference' or 'output' (the methods ``<source>_at``), or of
         ``quantity`` under the name ``source``; in the item's dtype, or in float64;
         ``neighbours`` as for ``NoiseModel.measure``."""
-        key = (source, in_float64 or self.dtype == torch.float64, neighbours)
+        key = (source, in_float64 or self.full_precision, neighbours)
         if key not in self._rounding:
             model = self._noise64 if key[1] else self._noise
             self._rounding[key] = model.measure(quantity or getattr(self, f"{source}_at"),
@@ -158,7 +166,7 @@ class Case:
 
     @cached_property
     def _noise64(self) -> NoiseModel:
-        if self.dtype == torch.float64:
+        if self.full_precision:
             return self._noise
         return NoiseModel(self.point64, torch.float64, seed=self.example.cotangent_seed + 2)
 

@@ -86,6 +86,27 @@ def prepared(spec: Spec, example: Example, dtype: torch.dtype, device: str) -> V
     return values
 
 
+def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` in ``dtype``'s precision, keeping what it is: a real value real, a complex
+    one complex (float32 and complex64 share a precision), an integer or bool one as it
+    is.
+
+    >>> cast(torch.tensor([1 + 2j]), torch.float64).dtype
+    torch.complex128
+    >>> cast(torch.tensor([1]), torch.float32).dtype
+    torch.int64
+    """
+    precision = _REAL_TWIN.get(dtype, dtype)
+    if value.is_complex():
+        return value.to(_COMPLEX_TWIN.get(precision, dtype))
+    return value.to(precision) if value.is_floating_point() else value
+
+
+_COMPLEX_TWIN = {torch.float64: torch.complex128, torch.float32: torch.complex64,
+                 torch.float16: torch.complex32}
+_REAL_TWIN = {complex_: real for real, complex_ in _COMPLEX_TWIN.items()}
+
+
 def arguments(spec: Spec, values: Mapping[str, Any], example: Example) -> dict[str, Any]:
     """What the spec's callables take: each input (a list input as the list of its
     leaves), the example's dims and params."""

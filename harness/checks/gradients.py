@@ -13,7 +13,7 @@ from harness._compat import assert_close_tolerances
 from harness.checks import evaluate, verdict
 from harness.checks.case import Case
 from harness.errors import Discarded, Fault
-from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Tolerance
+from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Tolerance, real_view
 from harness.numerics.compare import Mismatch, compare, judged
 from harness.report import Failure, table
 
@@ -47,7 +47,7 @@ def reference(case: Case) -> list[Failure]:
     a kernel that rounds badly would excuse itself.
     """
     truth = case.reference_at(case.point64, torch.float64)
-    own_error = _reference_error(case, truth) if case.dtype != torch.float64 else None
+    own_error = None if case.full_precision else _reference_error(case, truth)
     for key, output in zip(case.output_keys, case.outputs.tensors):
         mismatch = _against_reference(case, output, truth, key, "output", own_error)
         if mismatch:
@@ -119,7 +119,7 @@ def _against_partials(case: Case, name: str, gradient, source: str):
     measured rounding (costly, so only where it decides)."""
     for measured in (False, True):
         estimate = case.oracle.partials(name, measured=measured)
-        mismatch = case.compare(gradient, estimate.value, name, sources=(source,),
+        mismatch = case.compare(real_view(gradient), estimate.value, name, sources=(source,),
                                 oracle_error=estimate.error)
         if mismatch is None:
             break
@@ -190,7 +190,8 @@ def _against_directional(case: Case, name: str, gradient, direction, source: str
 
 
 def _dot(gradient: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    return (gradient.detach().double() * direction).sum().cpu()
+    """<g, u> in real coordinates (Re sum conj(g) u for a complex g)."""
+    return (real_view(gradient.detach()).double() * direction).sum().cpu()
 
 
 def _agree(case: Case, name: str, a, b, sources) -> bool:
@@ -203,7 +204,8 @@ def _oracle_failure(case: Case, name: str, estimate, mismatch, extra=()) -> Fail
     formula_right = agrees_with_autograd = None
     if formula is not None:
         columns = {"analytic": formula, **columns}
-        formula_right = case.compare(formula, estimate.value, name, sources=("formula",),
+        formula_right = case.compare(real_view(formula), estimate.value, name,
+                                     sources=("formula",),
                                      oracle_error=estimate.error) is None
         agrees_with_autograd = _agree(case, name, formula, case.autograd[name],
                                       ("formula", "autograd"))
@@ -234,7 +236,8 @@ def _triangulated(case, name, subject, label, mismatch, subject_wrong=verdict.FO
         if oracle is not None:
             columns["finite difference"] = oracle.value
             autograd_right = autograd_wrong is None
-            subject_right = case.compare(subject, oracle.value, name, sources=(subject_source,),
+            subject_right = case.compare(real_view(subject), oracle.value, name,
+                                         sources=(subject_source,),
                                          oracle_error=oracle.error) is None
     found = verdict.odd_one_out(subject_right, autograd_right, subject_wrong)
     details = [*mismatch.lines(), *table(columns, mismatch.worst)]

@@ -29,6 +29,7 @@ import torch
 from harness.checks.case import Case
 from harness.checks.verdict import BACKWARD_WRONG
 from harness.errors import Discarded, Fault
+from harness.numerics.allowance import real_view
 from harness.numerics.differences import nearest_neighbour_distance
 from harness.report import Failure
 
@@ -96,7 +97,7 @@ def _walk(case: Case, name: str, direction, per_step: float, underflow: float) -
     """phi along u at t = 1, 1/4, 1/16, ..., until two remainders fall below the floor;
     a step where the forward fails or is not finite (out of its domain: cholesky of a
     matrix no longer positive definite) is left out, and smaller steps are taken."""
-    slope = float((case.autograd[name].detach().double() * direction).sum())
+    slope = float((real_view(case.autograd[name].detach()).double() * direction).sum())
     phi0, size0 = _contracted(case, case.output64)
     largest = _largest_step(case, name, direction)
     steps, remainders, sizes = [], [], []
@@ -152,7 +153,7 @@ def _first_order(rates: list[float]) -> bool:
 def _largest_step(case: Case, name: str, direction: torch.Tensor) -> float:
     """1, or less where a step that large would cross a declared kink or a tie."""
     spec_input = case.input_of(name)
-    value = case.point64[name]
+    value = case.oracle.point[name]
     reach = direction.abs().to(torch.float64)
     if not reach.numel() or not reach.max() > 0:
         return 1.0
@@ -183,7 +184,8 @@ def _probe_kink(case: Case, name: str, direction, walk: _Walk, floors: list[floa
 
 
 def _moved(case: Case, name: str, step: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {**case.point64, name: case.point64[name] + step}
+    """The point moved by ``step`` (in real coordinates) along input ``name``."""
+    return {**case.point64, name: case.point64[name] + case.oracle.as_input(name, step)}
 
 
 def _phi(case: Case, values) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from harness.checks import evaluate, verdict
 from harness.checks.case import Case
 from harness.checks.gradients import LOCALISE_LIMIT, oracle_failures
 from harness.errors import Fault, Skipped
-from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance
+from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, real_view
 from harness.numerics.compare import judged
 from harness.report import Failure, table
 
@@ -38,7 +38,7 @@ def _torch_check(case: Case, check, label: str, judge) -> list[Failure]:
     while the chain rule through ``s * z`` and ``/ c`` is exact.
     """
     names = case.leaves
-    scales = {name: case.oracle.scale(name) for name in names}
+    scales = {name: case.oracle.element_scale(name) for name in names}
     fixed = {n: v for n, v in case.point64.items() if n not in names}
 
     output_scale = _output_scale(case, scales)
@@ -76,7 +76,7 @@ def _output_scale(case: Case, scales: dict[str, torch.Tensor]) -> float:
         cotangent = max((float(v.abs().amax()) for v in case.cotangents if v.numel()),
                         default=0.0)
         for name, scale in scales.items():
-            jacobian = case.autograd[name].detach().double().cpu() * scale.cpu()
+            jacobian = case.autograd[name].detach().abs().double().cpu() * scale.cpu()
             if jacobian.numel() and cotangent > 0:
                 size = max(size, float(jacobian.abs().max()) / cotangent)
     return size if size > 0 and math.isfinite(size) else 1.0
@@ -122,7 +122,8 @@ def _failure(case: Case, label: str, error: str, fallback: str | None, extra=())
 
 def forward_mode_check(case: Case) -> list[Failure]:
     names = case.leaves
-    tangents = {n: case.oracle.direction(n).to(case.dtype) for n in names}
+    tangents = {n: evaluate.cast(case.oracle.as_input(n, case.oracle.direction(n)), case.dtype)
+                for n in names}
     jvp = _forward_mode_jvp(case, tangents)
     cotangents = case.cotangents
     lhs = sum(_inner(v, t) for v, t in zip(cotangents, jvp))
@@ -135,10 +136,10 @@ def forward_mode_check(case: Case) -> list[Failure]:
 
     def measured() -> dict[str, torch.Tensor]:
         tangent = case.rounding("tangent", _tangent_quantity(case, tangents))
-        forward = sum((tangent[key] * v.abs().double().cpu()).sum()
+        forward = sum((tangent[key] * real_view(v).abs().double().cpu()).sum()
                       for key, v in zip(case.output_keys, cotangents))
-        reverse = sum((case.rounding("autograd")[n] * tangents[n].abs().double().cpu()).sum()
-                      for n in names)
+        reverse = sum((case.rounding("autograd")[n] * real_view(tangents[n]).abs().double()
+                       .cpu()).sum() for n in names)
         return {"forward-mode rounding": forward, "autograd rounding": reverse}
 
     failures = []
@@ -190,7 +191,7 @@ def _tangent_quantity(case: Case, tangents):
     """Forward mode's output tangents as a quantity the noise model reruns."""
 
     def tangent_at(point, dtype) -> dict[str, torch.Tensor]:
-        moved = {n: t.to(dtype) for n, t in tangents.items()}
+        moved = {n: evaluate.cast(t, dtype) for n, t in tangents.items()}
         try:
             return dict(zip(case.output_keys, _dual_tangent(case, point, moved)))
         except Exception as error:  # under simulated rounding, or a step away
@@ -235,7 +236,7 @@ def _jvp_formula_failures(case, tangents, jvp) -> list[Failure]:
         result = evaluate.call(case.spec.forward,
                                evaluate.arguments(case.spec, values, case.example))
         outputs = evaluate.Outputs.of(result, "forward", like=None)
-        moved = {n: t.to(dtype) for n, t in tangents.items()}
+        moved = {n: evaluate.cast(t, dtype) for n, t in tangents.items()}
         return dict(zip(case.output_keys, _jvp_formula(case, point, moved, outputs)))
 
     failures = []

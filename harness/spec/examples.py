@@ -85,13 +85,18 @@ def _rounded_repr(values, digits: int) -> str:
 def cotangent(shape: torch.Size, seed: int, dtype: torch.dtype, device: str) -> torch.Tensor:
     """A reproducible random cotangent whose entries are never near 0 or 1.
 
-    Magnitudes in [1.25, 2] with random signs: a backward that ignores ``grad``
-    (treats it as ones) or scales it wrongly disagrees with autograd.
+    Magnitudes in [1.25, 2] with random signs (each part of a complex one): a backward
+    that ignores ``grad`` (treats it as ones) or scales it wrongly disagrees with
+    autograd, and one that drops a conjugate sees an imaginary part it should not.
     """
     generator = torch.Generator().manual_seed(seed)
-    magnitude = 1.25 + 0.75 * torch.rand(shape, generator=generator, dtype=torch.float64)
-    sign = torch.randint(0, 2, shape, generator=generator) * 2 - 1
-    return (magnitude * sign).to(dtype=dtype, device=device)
+    parts = (*shape, 2) if dtype.is_complex else shape
+    magnitude = 1.25 + 0.75 * torch.rand(parts, generator=generator, dtype=torch.float64)
+    sign = torch.randint(0, 2, parts, generator=generator) * 2 - 1
+    value = magnitude * sign
+    if dtype.is_complex:
+        value = torch.view_as_complex(value)
+    return value.to(dtype=dtype, device=device)
 
 
 def checked_examples(examples: object, spec: SpecLike) -> tuple[Example, ...]:

@@ -109,7 +109,7 @@ class Spec:
             self.inputs = _checked_inputs(inputs)
         with at_key("dims"):
             self.dims = checked_dims(dims, self.inputs)
-        check_integer_bounds(self.inputs, self.dims)
+        check_integer_bounds(self.inputs, self.dims, dims or {})
         with at_key("params"):
             self.params = checked_params(params, [*self.inputs, *self.dims, *RESERVED_NAMES])
         variables = {**{n: "input" for n in self.inputs}, **{d: "dim" for d in self.dims},
@@ -126,6 +126,7 @@ class Spec:
             self.checks = checked_checks(checks)
         with at_key("dtypes"):
             self.dtypes = checked_dtypes(dtypes)
+            _check_complex_inputs(self.inputs, self.dtypes)
         with at_key("tolerances"):
             self.tolerances = checked_tolerances(tolerances)
         if not isinstance(twice_differentiable, bool):
@@ -196,6 +197,17 @@ class Spec:
             return cls._invalid(error, spec_options["path"], spec_options.get("line"),
                                 spec_options.get("name"))
         return cls(forward=call, inputs=all_inputs, **spec_options)
+
+
+def _check_complex_inputs(inputs: Mapping[str, Input], dtypes: Sequence[str]) -> None:
+    """Kinks are points of the real line: a complex item's inputs have none."""
+    complex_dtypes = [d for d in dtypes if d.startswith("complex")]
+    for name, value in inputs.items():
+        if value.kinks and complex_dtypes:
+            raise SpecError(
+                f"inputs.{name} declares kinks={list(value.kinks)!r} and the spec runs in "
+                f"{', '.join(complex_dtypes)} — kinks are points on the real line; drop "
+                f"them or the complex dtypes")
 
 
 def _check_name(name: object) -> None:

@@ -51,11 +51,21 @@ def _first_use(dim: str, inputs: Mapping[str, Input]) -> tuple[int, int]:
     return len(inputs), 0
 
 
-def check_integer_bounds(inputs: Mapping[str, Input], dims: Mapping[str, tuple[int, int]]):
-    """An integer input's range [low, high) is never empty, whatever sizes its dims take."""
+def check_integer_bounds(inputs: Mapping[str, Input], dims: Mapping[str, tuple[int, int]],
+                         declared: Mapping[str, object]):
+    """An integer input's bound names a dim some shape uses or ``dims`` declares, and its
+    range [low, high) is never empty, whatever sizes its dims take."""
+    shaped = {size for value in inputs.values() for size in value.shape if isinstance(size, str)}
     for name, value in inputs.items():
         if not value.is_integral or value.dtype == "bool":
             continue
+        for bound in ("low", "high"):
+            dim = getattr(value, bound)
+            if isinstance(dim, str) and dim not in shaped and dim not in declared:
+                raise SpecError(
+                    f"inputs.{name}: {bound}={dim!r} names a dim that no input's shape uses "
+                    f"and dims does not declare{did_you_mean(dim, shaped)} — declare it, "
+                    f"e.g. dims = {{{dim} = [1, 8]}}", key=f"inputs.{name}")
         largest_low = dims[value.low][1] if isinstance(value.low, str) else value.low
         smallest_high = dims[value.high][0] if isinstance(value.high, str) else value.high
         if not largest_low < smallest_high:
