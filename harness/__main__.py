@@ -1,8 +1,10 @@
-"""python -m harness list|validate|formulas|bench-plot [PATHS]: spec files without pytest.
+"""python -m harness list|validate|power|formulas|bench-plot [PATHS]: spec files without pytest.
 
 ``validate`` exits 1 with the same messages pytest shows for invalid specs, which
 makes it a pre-commit hook; ``list`` shows each spec, where it is, its doc, its
-inputs and the checks that apply; ``formulas`` prints what a TOML formula may use.
+inputs and the checks that apply; ``power`` plants relative errors in each spec's
+gradient and prints the smallest one each check catches (harness/power.py);
+``formulas`` prints what a TOML formula may use.
 Spec files are found as the pytest plugin finds them: the project's pytest
 configuration (ini ``harness_specs``, default ``specs``) and the one rule of
 ``harness.load.files.is_spec_file``; a file named on the command line is always read.
@@ -33,6 +35,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "paths", nargs="*", metavar="PATH",
             help="spec files or folders (default: the spec folders of the project's pytest "
                  "configuration, ini harness_specs, else specs)")
+    power = commands.add_parser(
+        "power", help="the smallest planted gradient error each check catches",
+        description="plant relative errors r = 1e-2 ... 1e-8 in each spec's gradient "
+                    "(one output element's cotangent, or all of it, x (1 + r)) and print "
+                    "per spec, check and dtype the smallest r caught; exit 1 if a right "
+                    "gradient (r = 0) fails")
+    power.add_argument("paths", nargs="*", metavar="PATH",
+                       help="spec files or folders (default: as for list)")
+    power.add_argument("--checks", help="comma-separated checks (default: all that apply)")
+    power.add_argument("--dtypes", default="float64,float32", help="default: %(default)s")
+    power.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    power.add_argument("--max-examples", type=int, default=5, help="default: %(default)s")
     commands.add_parser("formulas", help="print what a TOML formula may use (the whitelist)",
                         description="print what a TOML formula may use (the whitelist)")
     commands.add_parser("bench-plot", help="plot backward time against input size",
@@ -52,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     entries = _entries(args.paths)
     if entries is None:
         return 2
+    if args.command == "power":
+        from harness.power import main as power_main
+
+        return power_main(entries, checks=args.checks.split(",") if args.checks else None,
+                          dtypes=args.dtypes.split(","), seed=args.seed,
+                          max_examples=args.max_examples)
     return _list(entries) if args.command == "list" else _validate(entries)
 
 
