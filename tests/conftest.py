@@ -1,8 +1,11 @@
-"""Shared fixtures (pytester for the plugin tests, a writer of spec files) and the heavy marker.
+"""Shared fixtures (pytester for the plugin tests, a writer of spec files), the heavy and
+opinfo markers.
 
-Tests marked ``@pytest.mark.heavy`` (the marker is registered in pyproject.toml) are
+Tests marked ``@pytest.mark.heavy`` (the markers are registered in pyproject.toml) are
 deselected unless the ``-m`` expression names ``heavy``: ``pytest -m heavy`` runs them
-alone, ``pytest -m "heavy or not heavy"`` runs everything (``tox -e heavy``).
+alone, ``pytest -m "heavy or not heavy"`` runs everything (``tox -e heavy``). Tests
+marked ``@pytest.mark.opinfo`` (the OpInfo corpus, tests/test_opinfo.py) likewise
+unless it names ``opinfo`` (``tox -e opinfo``).
 """
 
 from __future__ import annotations
@@ -36,15 +39,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return True if collection_path == Path(__file__) else None
 
 
+OFF_BY_DEFAULT = ("heavy", "opinfo")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the heavy tests (reported as deselected, not thousands of skips) unless
-    the -m expression asks about them."""
-    if re.search(r"\bheavy\b", config.getoption("markexpr", "") or ""):
-        return
-    heavy = [item for item in items if item.get_closest_marker("heavy")]
-    if heavy:
-        items[:] = [item for item in items if not item.get_closest_marker("heavy")]
-        config.hook.pytest_deselected(items=heavy)
+    """Deselect the heavy and opinfo tests (reported as deselected, not thousands of
+    skips) unless the -m expression asks about their marker."""
+    expression = config.getoption("markexpr", "") or ""
+    off = [m for m in OFF_BY_DEFAULT if not re.search(rf"\b{m}\b", expression)]
+    deselected = [item for item in items
+                  if any(item.get_closest_marker(m) for m in off)]
+    if deselected:
+        dropped = set(map(id, deselected))
+        items[:] = [item for item in items if id(item) not in dropped]
+        config.hook.pytest_deselected(items=deselected)
 
 
 def _kept_snapshot() -> SysModulesSnapshot:
