@@ -26,8 +26,9 @@ run with max_examples=0; a complex sample in complex128 and complex64), it measu
 
 Options: --ops NAME,... (OpInfo names, e.g. sin,addmm.decomposed), --limit N (the
 first N samples), --per-op K (samples per op, default 2), --seed S (default 0),
---jobs J (worker processes, forked after the corpus is built; default 1),
---json PATH (every outcome, for a closer look).
+--complex-per-op K (also each op's first K complex128 samples, run as
+complex128/complex64 items; default 0), --jobs J (worker processes, forked after
+the corpus is built; default 1), --json PATH (every outcome, for a closer look).
 """
 
 from __future__ import annotations
@@ -71,12 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", help="comma-separated OpInfo names")
     parser.add_argument("--limit", type=int, help="only the first N samples")
     parser.add_argument("--per-op", type=int, default=opinfo_specs.PER_OP)
+    parser.add_argument("--complex-per-op", type=int, default=0,
+                        help="also each op's first complex128 samples (complex items)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--json", help="write every outcome to this file")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    corpus = opinfo_specs.load(args.ops.split(",") if args.ops else None, args.per_op)
+    corpus = opinfo_specs.load(args.ops.split(",") if args.ops else None, args.per_op,
+                               args.complex_per_op)
     samples = corpus.samples[: args.limit] if args.limit else corpus.samples
     print("\n".join(corpus.summary()))
     print(f"measured: {len(samples)} samples, seed {args.seed}, max_examples=0 (the "

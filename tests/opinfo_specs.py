@@ -86,10 +86,12 @@ class Sample:
     call: Callable[[dict[str, Any]], Any]
     notes: tuple[str, ...] = ()
     opinfo_expects: dict[str, str] = field(default_factory=dict)  # "check/dtype" -> why
+    drawn_in: str = "float64"  # the dtype OpInfo drew the sample in
 
     @property
     def id(self) -> str:
-        return f"{self.op}[{self.index}]"
+        tag = "" if self.drawn_in == "float64" else f"{self.drawn_in} "
+        return f"{self.op}[{tag}{self.index}]"
 
     @property
     def adapted(self) -> tuple[str, ...]:
@@ -187,9 +189,12 @@ def op_name(op: Any) -> str:
     return f"{op.name}.{op.variant_test_name}" if op.variant_test_name else op.name
 
 
-def load(ops: Sequence[str] | None = None, per_op: int = PER_OP) -> Corpus:
+def load(ops: Sequence[str] | None = None, per_op: int = PER_OP,
+         complex_per_op: int = 0) -> Corpus:
     """Every autograd OpInfo's first ``per_op`` float64 samples (or those of ``ops``:
-    names as ``op_name`` writes them, "addmm.decomposed", or a bare name for every variant)."""
+    names as ``op_name`` writes them, "addmm.decomposed", or a bare name for every variant);
+    with ``complex_per_op``, also the first complex128 samples of every op with complex
+    autograd."""
     corpus = Corpus()
     wanted = set(ops) if ops else None
     for op in op_db():
@@ -201,24 +206,31 @@ def load(ops: Sequence[str] | None = None, per_op: int = PER_OP) -> Corpus:
         corpus.ops += 1
         if torch.float64 not in op.supported_dtypes("cpu"):
             corpus.skipped["no float64 on CPU"].append(name)
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                samples = list(_first(op.sample_inputs("cpu", torch.float64,
-                                                       requires_grad=True), per_op))
-        except Exception as error:
-            corpus.skipped[f"sample_inputs raised {type(error).__name__}"].append(name)
-            continue
-        for index, sample in enumerate(samples):
-            try:
-                converted = convert(op, name, index, sample)
-            except _Skip as skip:
-                corpus.skipped[str(skip)].append(f"{name}[{index}]")
-                continue
-            corpus.samples.append(converted)
-            corpus.counts.update(converted.notes)
+        else:
+            _add(corpus, op, name, torch.float64, per_op)
+        if complex_per_op and torch.complex128 in op.supported_backward_dtypes("cpu"):
+            _add(corpus, op, name, torch.complex128, complex_per_op)
     return corpus
+
+
+def _add(corpus: Corpus, op: Any, name: str, dtype: torch.dtype, count: int) -> None:
+    drawn_in = str(dtype).removeprefix("torch.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            samples = list(_first(op.sample_inputs("cpu", dtype, requires_grad=True), count))
+    except Exception as error:
+        corpus.skipped[f"sample_inputs raised {type(error).__name__}"].append(name)
+        return
+    for index, sample in enumerate(samples):
+        try:
+            converted = convert(op, name, index, sample, drawn_in)
+        except _Skip as skip:
+            tag = "" if drawn_in == "float64" else f"{drawn_in} "
+            corpus.skipped[str(skip)].append(f"{name}[{tag}{index}]")
+            continue
+        corpus.samples.append(converted)
+        corpus.counts.update(converted.notes)
 
 
 def _first(iterable, n: int):
@@ -323,7 +335,7 @@ def _domain(values: torch.Tensor, shape: tuple[int, ...], requires_grad: bool) -
     return Input(shape, low=low, high=high, requires_grad=requires_grad)
 
 
-def convert(op: Any, name: str, index: int, sample: Any) -> Sample:
+def convert(op: Any, name: str, index: int, sample: Any, drawn_in: str = "float64") -> Sample:
     """One SampleInput as a Sample; raises _Skip with the reason where it cannot be one."""
     converter = _Converter()
     positional = [converter.template(sample.input, "input")]
@@ -331,6 +343,10 @@ def convert(op: Any, name: str, index: int, sample: Any) -> Sample:
     keywords = {key: converter.template(value, f"kw_{key}")
                 for key, value in sample.kwargs.items()}
     inputs, example, notes = converter.inputs, converter.example, converter.notes
+    if COMPLEX_ITEM in notes and any(
+            isinstance(v, torch.Tensor) and v.is_floating_point() for v in example.values()):
+        raise _Skip("real and complex floating inputs together (a complex item makes every "
+                    "floating input complex)")
     if not any(i.requires_grad for i in inputs.values()):
         raise _Skip("no argument requires grad")
     process, wrapper, function_variant = (sample.output_process_fn_grad, op.gradcheck_wrapper,
@@ -406,17 +422,18 @@ def convert(op: Any, name: str, index: int, sample: Any) -> Sample:
         notes.add(EMPTY_INPUT)
     params = {key: [value] for key, value in example.items() if key not in inputs}
     dtypes = ["complex128", "complex64"] if COMPLEX_ITEM in notes else ["float64", "float32"]
-    expects = opinfo_expectations(op)
+    expects = opinfo_expectations(op, getattr(torch, drawn_in))
     if expects:
         notes.add(OPINFO_EXPECTS)
     try:
+        tag = "" if drawn_in == "float64" else "c"
         spec = Spec(forward=lambda **values: call(values), inputs=inputs, params=params or None,
-                    examples=[example], dtypes=dtypes, name=f"{name}-{index}",
+                    examples=[example], dtypes=dtypes, name=f"{name}-{tag}{index}",
                     doc=f"OpInfo {name} sample {index}: {sample.name or sample!r}"[:200],
                     path=f"opinfo:{name}", line=index)
     except SpecError as error:
         raise _Skip(f"not a valid Spec: {str(error).splitlines()[0][-100:]}") from None
-    return Sample(name, index, spec, example, call, tuple(sorted(notes)), expects)
+    return Sample(name, index, spec, example, call, tuple(sorted(notes)), expects, drawn_in)
 
 
 def _fresh(example: dict[str, Any]) -> dict[str, Any]:
@@ -468,9 +485,9 @@ OPINFO_TESTS = {
 }
 
 
-def opinfo_expectations(op: Any) -> dict[str, str]:
+def opinfo_expectations(op: Any, drawn_in: torch.dtype = torch.float64) -> dict[str, str]:
     """{"check/dtype": OpInfo's decorator} for the checks whose OpInfo test OpInfo marks
-    expectedFailure or skips for this op on the CPU in float64."""
+    expectedFailure or skips for this op on the CPU in the sample's dtype."""
     import inspect
     import unittest
 
@@ -479,7 +496,7 @@ def opinfo_expectations(op: Any) -> dict[str, str]:
         why = []
         for info in getattr(op, "decorators", ()):
             try:
-                active = info.is_active(cls_name, test_name, "cpu", torch.float64, {})
+                active = info.is_active(cls_name, test_name, "cpu", drawn_in, {})
             except Exception:
                 continue
             for decorator in getattr(info, "decorators", ()) if active else ():

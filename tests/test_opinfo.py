@@ -170,6 +170,18 @@ def test_integer_inputs_tuple_outputs_lists_and_complex_need_no_wrapper(few) -> 
             assert outcome.status == "pass", (sample.id, check, outcome.headline)
 
 
+def test_complex_samples_are_complex128_items() -> None:
+    found = opinfo_specs.load(ops=["mul", "sgn", "linalg.det"], per_op=0, complex_per_op=1)
+    assert {sample.op for sample in found.samples} == {"mul", "sgn", "linalg.det"}
+    for sample in found.samples:
+        assert sample.is_complex and not sample.adapted, sample.id
+        assert sample.dtype("float64") == "complex128" and sample.dtype("float32") == "complex64"
+        for check, dtype in (("finite_difference", "float64"), ("gradcheck", "float64"),
+                             ("finite_difference", "float32")):
+            outcome = opinfo_specs.run(sample, check, dtype)
+            assert outcome.status == "pass", (sample.id, check, dtype, outcome.headline)
+
+
 def test_outputs_torch_does_not_differentiate_are_the_one_adaptation_here(few) -> None:
     """native_layer_norm's mean and rstd are floating outputs autograd records no
     gradient for: the converter drops them, and says so."""
