@@ -88,17 +88,23 @@ def main(argv: list[str] | None = None) -> int:
           f"import of torch.testing._internal: {torch.backends.flags_frozen()}")
     print()
     _SAMPLES[:] = samples
+    if args.json:
+        Path(f"{args.json}l").write_text("", encoding="utf-8")
     records = []
     jobs = [(number, args.seed) for number in range(len(samples))]
     if args.jobs > 1:
         with multiprocessing.get_context("fork").Pool(args.jobs, _one_thread) as pool:
-            for record in pool.imap(_measure_job, jobs):
+            for record in pool.imap_unordered(_measure_job, jobs):
                 records.append(record)
-                _progress(len(records), len(samples), start)
+                _progress(len(records), len(samples), start, args.json, record)
     else:
         for job in jobs:
             records.append(_measure_job(job))
-            _progress(len(records), len(samples), start)
+            _progress(len(records), len(samples), start, args.json, records[-1])
+    broken = [r for r in records if "measure_error" in r]
+    for record in broken:
+        print(f"MEASURING {record['id']} RAISED (left out below): {record['measure_error']}")
+    records = [r for r in records if "measure_error" not in r]
     print_false_positives(records)
     print_exceptions(records)
     print_sensitivity(records)
@@ -118,11 +124,22 @@ def _one_thread() -> None:
 
 
 def _measure_job(job: tuple[int, int]) -> dict:
+    """One sample's record; where measuring it raised (outside verify: this script's
+    own code, or torch.autograd.gradcheck's set-up), a record saying so."""
     number, seed = job
-    return measure(_SAMPLES[number], seed)
+    sample = _SAMPLES[number]
+    try:
+        return measure(sample, seed)
+    except Exception as error:
+        return {"id": sample.id, "measure_error": f"{type(error).__name__}: "
+                f"{opinfo_specs._first_line(error)}\n{traceback.format_exc()[-800:]}"}
 
 
-def _progress(done: int, total: int, start: float) -> None:
+def _progress(done: int, total: int, start: float, json_path: str | None,
+              record: dict) -> None:
+    if json_path:  # each record as it comes, one a line: a run cut short keeps them
+        with open(f"{json_path}l", "a", encoding="utf-8") as lines:
+            lines.write(json.dumps(record, default=str) + "\n")
     if done % 50 == 0:
         print(f"   ... {done}/{total} samples, {time.perf_counter() - start:.0f} s",
               file=sys.stderr, flush=True)

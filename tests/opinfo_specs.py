@@ -378,7 +378,8 @@ def convert(op: Any, name: str, index: int, sample: Any, drawn_in: str = "float6
         output = raw(values)
         if kept[0] is None or not isinstance(output, (tuple, list)):
             return output
-        return type(output)(o for o, keep in zip(output, kept[0]) if keep)
+        return tuple(o for o, keep in zip(output, kept[0]) if keep)  # a structseq's
+        # type (torch.return_types.*) takes all of its fields only
 
     for slot in _buffers_updated(raw, example, inputs):
         copied.add(slot)
