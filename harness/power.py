@@ -283,12 +283,24 @@ def main(entries: Sequence[Any], *, checks: Sequence[str] | None = None,
     """``python -m harness power``: the table for every entry (a Spec, or a
     ``harness.load.files.Broken`` spec file entry); 1 if r = 0 fails (a right gradient
     reported wrong) or a spec is invalid."""
+    import warnings
+
+    from hypothesis.errors import HypothesisSideeffectWarning
+
     from harness.load.files import Broken
 
     print("\n".join(header(dtypes, seed, max_examples)))
+    with warnings.catch_warnings():
+        # Finding the project imports pytest's plugins, Hypothesis' among them, which then
+        # takes every draw of this command for one made while plugins load.
+        warnings.simplefilter("ignore", HypothesisSideeffectWarning)
+        return _tables(entries, Broken, checks, dtypes, seed, max_examples)
+
+
+def _tables(entries, broken_type, checks, dtypes, seed, max_examples) -> int:
     clean = True
     for entry in entries:
-        if isinstance(entry, Broken):
+        if isinstance(entry, broken_type):
             print(f"{entry.name}  INVALID  {entry.error}")
             clean = False
             continue
