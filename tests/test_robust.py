@@ -84,6 +84,27 @@ def test_a_forward_that_draws_random_numbers_is_told_so_not_judged() -> None:
     assert "seed its randomness" in headline
 
 
+def test_a_forward_that_rounds_otherwise_without_a_graph_is_deterministic() -> None:
+    """The determinism rerun records the graph as the first run did: torch's nuclear norm
+    (an SVD with U and V for the backward) rounds otherwise under no_grad, by 1e-14."""
+    x = torch.tensor([[-4.8270, -7.5824, -0.6047, -1.5412, -1.9719],
+                      [-4.1460, -5.4215, -4.7842, -4.1508, 7.3808],
+                      [5.5761, -8.3157, 4.1776, 2.0474, -4.0760],
+                      [-3.0637, -3.3422, -5.4398, 4.4805, 2.6850],
+                      [1.1, -0.3, 2.2, 0.7, -6.1]], dtype=torch.float64)
+    spec = Spec(name="nuclear_norm", forward=lambda x: torch.linalg.matrix_norm(x, "nuc"),
+                inputs={"x": Input((5, 5))}, examples=[{"x": x}])
+
+    def graph_dependent(x):  # the same effect, whatever this torch's SVD does
+        return x.sum() * (1 + 1e-15 * torch.is_grad_enabled())
+
+    twin = Spec(name="graph_dependent", forward=graph_dependent, inputs={"x": Input((3,))},
+                examples=[{"x": [1.0, 2.0, 3.0]}])
+    for case in (spec, twin):
+        report = verify(case, checks=["finite_difference"], max_examples=0)
+        assert report.passed, str(report)
+
+
 def test_max_examples_zero_runs_the_explicit_examples_only() -> None:
     spec = Spec(name="square", forward=lambda x: x**2, inputs={"x": Input(["n"])},
                 examples=[{"x": [1.0]}, {"x": [2.0, 3.0]}])

@@ -199,8 +199,11 @@ class Case:
 
     def nondeterminism(self) -> str | None:
         """How the forward's outputs differ when it runs again at this point (beyond the
-        spec's nondet_tol), or None when they do not."""
-        again = self.output_at(self.values, self.dtype)
+        spec's nondet_tol), or None when they do not. It runs as the first run did, with
+        the graph recorded: an op may take another path without (the nuclear norm's SVD
+        computes U and V for its backward, and rounds otherwise by 1e-14)."""
+        again = dict(zip(self.output_keys, evaluate.forward(self.spec, self.values,
+                                                            self.example).detached().tensors))
         first = dict(zip(self.output_keys, self.outputs.tensors))
         for key, value in first.items():
             if again[key].shape != value.shape:
