@@ -4,8 +4,9 @@ Every autograd OpInfo's first float64 samples (tests/opinfo_specs.py), each a pl
 spec at its own point (max_examples=0): finite_difference, taylor, gradcheck and
 forward_mode in float64 and finite_difference and taylor in float32 (complex128 and
 complex64 for a complex sample) must pass, and ``verify`` must never raise. A known
-torch gradient bug (opinfo_specs.KNOWN_TORCH_BUGS) is a strict expected failure with
-its evidence; where OpInfo itself marks the op's gradient test an expected failure
+torch gradient bug (opinfo_specs.KNOWN_TORCH_BUGS), and a known false positive
+(opinfo_specs.DTYPE_DEPENDENT: a forward that is another function in float32), is a
+strict expected failure with its evidence; where OpInfo itself marks the op's gradient test an expected failure
 or skips it, the item is a non-strict expected failure citing that.
 ``tests/measure_opinfo.py`` measures the same corpus.
 
@@ -74,7 +75,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for check in checks:
                 marks = []
                 key = f"{check}/{dtype}"
-                evidence = opinfo_specs.KNOWN_TORCH_BUGS.get(sample.id, {}).get(key)
+                evidence = (opinfo_specs.KNOWN_TORCH_BUGS.get(sample.id, {}).get(key)
+                            or opinfo_specs.DTYPE_DEPENDENT.get(sample.id, {}).get(key))
                 if evidence:
                     marks.append(pytest.mark.xfail(raises=FalsePositive, strict=True,
                                                    reason=evidence))
