@@ -6,8 +6,9 @@ forward_mode in float64 and finite_difference and taylor in float32 (complex128 
 complex64 for a complex sample) must pass, and ``verify`` must never raise. A known
 torch gradient bug (opinfo_specs.KNOWN_TORCH_BUGS), and a known false positive
 (opinfo_specs.DTYPE_DEPENDENT: a forward that is another function in float32), is a
-strict expected failure with its evidence; where OpInfo itself marks the op's gradient test an expected failure
-or skips it, the item is a non-strict expected failure citing that.
+strict expected failure with its evidence; where OpInfo itself marks the op's
+gradient test an expected failure or skips it, the item is a non-strict expected
+failure citing that.
 ``tests/measure_opinfo.py`` measures the same corpus.
 
 The corpus items (``opinfo`` marker, about 6000 items, half an hour on two cores) are
