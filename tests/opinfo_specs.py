@@ -263,7 +263,7 @@ class _Converter:
 
     def _tensor(self, tensor: torch.Tensor, path: str) -> _Slot:
         self.inputs[path] = _input(tensor)
-        self.example[path] = tensor.detach().clone()
+        self.example[path] = tensor.detach().resolve_conj().clone()
         self._note(tensor)
         return _Slot(path)
 
@@ -284,7 +284,7 @@ class _Converter:
                                       high=spec_input.high, dtype=spec_input.dtype,
                                       requires_grad=spec_input.requires_grad,
                                       count=(len(tensors), len(tensors)))
-            self.example[path] = [t.detach().clone() for t in tensors]
+            self.example[path] = [t.detach().resolve_conj().clone() for t in tensors]
             for t in tensors:
                 self._note(t)
             self.notes.add(LIST_INPUT)
@@ -310,6 +310,7 @@ def _input(tensor: torch.Tensor, values: torch.Tensor | None = None) -> Input:
             raise _Skip(f"{tensor.dtype} tensor in a float64 sample")
         if not bool(torch.isfinite(values).all()):
             raise _Skip("non-finite sample values (inf or nan)")
+        values = values.resolve_conj()
         real = torch.view_as_real(values).reshape(-1) if values.is_complex() else values
         return _domain(real, shape, tensor.requires_grad)
     if tensor.dtype not in INPUT_DTYPES:
