@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from corpus_signatures import SIGNATURE_TWINS
 from corpus_tricky import TRICKY, Tricky
 from quick import QUICK
 
@@ -21,7 +22,8 @@ from harness import CHECKS, verify
 SEEDS = (0, 1)  # Hypothesis draws its first examples alike in every seed: two suffice here
 HEAVY_SEEDS = tuple(range(2, 15))
 MAX_EXAMPLES = 10
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = {"float64": torch.float64, "float32": torch.float32,
+          "complex128": torch.complex128, "complex64": torch.complex64}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,8 +34,8 @@ def _applicable(entry: Tricky, dtype: str) -> list[str]:
 
 
 def _cases():
-    for entry in TRICKY:
-        for dtype in DTYPES:
+    for entry in TRICKY + SIGNATURE_TWINS:
+        for dtype in entry.dtypes:
             for check in _applicable(entry, dtype):
                 yield pytest.param(entry, check, dtype, id=f"{entry.name}-{check}-{dtype}")
 

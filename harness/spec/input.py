@@ -105,11 +105,11 @@ dtype=None, count=None)
             object.__setattr__(self, "requires_grad", self.dtype is None)
         elif self.requires_grad and self.dtype is not None:
             raise SpecError(
-                f"requires_grad=True on a {self.dtype} input — an integer or bool input has "
-                f"no gradient; leave requires_grad out (it is false for these)"
+                f"requires_grad=True on {_article(self.dtype)} {self.dtype} input — an integer "
+                "or bool input has no gradient; leave requires_grad out (it is false for these)"
             )
         if self.kinks and self.dtype is not None:
-            raise SpecError(f"kinks={list(self.kinks)!r} on a {self.dtype} input — kinks "
+            raise SpecError(f"kinks={list(self.kinks)!r} on {_article(self.dtype)} {self.dtype} input — kinks "
                             f"are for float inputs; remove them")
 
     @property
@@ -194,3 +194,7 @@ def checked_kinks(kinks: object) -> tuple[float, ...]:
                 f"list the points where the function is not differentiable, e.g. [0.0]"
             )
     return tuple(float(kink) for kink in kinks)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
