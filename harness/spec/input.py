@@ -109,8 +109,8 @@ dtype=None, count=None)
                 "or bool input has no gradient; leave requires_grad out (it is false for these)"
             )
         if self.kinks and self.dtype is not None:
-            raise SpecError(f"kinks={list(self.kinks)!r} on {_article(self.dtype)} {self.dtype} input — kinks "
-                            f"are for float inputs; remove them")
+            raise SpecError(f"kinks={list(self.kinks)!r} on {_article(self.dtype)} {self.dtype} "
+                            "input — kinks are for float inputs; remove them")
 
     @property
     def is_integral(self) -> bool:
