@@ -254,7 +254,9 @@ class _Checker:
             raise SpecError(f"function {name!r} is not a value — call it: {name}(...)")
         elif name not in CONSTANTS:
             uses = ", ".join(self.variables) or "no inputs"
-            guess = _closest(name, [*self.variables, *FUNCTIONS, *CONSTANTS])
+            # A bare name is a value: an input or a constant before a function's name.
+            guess = (_closest(name, [*self.variables, *CONSTANTS])
+                     or _closest(name, FUNCTIONS))
             hint = f" (did you mean {guess!r}?)" if guess else ""
             raise SpecError(f"unknown name {name!r} — the formula can use {uses}{hint}")
 
