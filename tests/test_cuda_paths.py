@@ -1,20 +1,89 @@
-"""The CUDA code paths that a machine without a GPU can still run: the TF32 flags around
-a comparison on CUDA, and the synchronisation of the benchmarks' timers.
+"""The CUDA code paths that a machine without a GPU can still run: which GPU each
+pytest-xdist worker takes, the TF32 flags around a comparison on CUDA, and the
+synchronisation of the benchmarks' timers.
 
-torch.cuda is patched where a GPU would be asked (``synchronize``); the TF32 flags are
-plain flags, present in CPU builds.
+torch.cuda is patched where a GPU would be asked (``is_available``, ``device_count``,
+``set_device``, ``synchronize``); the TF32 flags are plain flags, present in CPU builds.
 """
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from harness import _compat
+from harness import _compat, plugin
 from harness.bench import timing
+from harness.plugin_options import OPTIONS
 from harness.verify import _precise
 
 NEW_FLAGS = hasattr(torch.backends.cudnn, "conv")  # torch >= 2.9: fp32_precision flags
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """``gpus(n)``: torch sees n GPUs (0: CUDA absent); ``set_device`` calls are recorded."""
+    chosen: list[int] = []
+
+    def visible(count: int) -> list[int]:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        return chosen
+
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    return visible
+
+
+# --- one GPU per pytest-xdist worker -------------------------------------------------------
+
+def test_worker_i_takes_gpu_i_mod_count(gpus) -> None:
+    gpus(2)
+    assert [plugin.worker_gpu(f"gw{i}") for i in range(4)] == [0, 1, 0, 1]
+    gpus(3)
+    assert [plugin.worker_gpu(f"gw{i}") for i in range(4)] == [0, 1, 2, 0]
+
+
+@pytest.mark.parametrize("workerid", [None, "", "master", "gw", "gwx1"])
+def test_a_controller_or_a_run_without_xdist_keeps_the_current_gpu(gpus, workerid) -> None:
+    gpus(2)
+    assert plugin.worker_gpu(workerid) is None
+
+
+def test_without_cuda_no_worker_takes_a_gpu(gpus) -> None:
+    gpus(0)
+    assert plugin.worker_gpu("gw1") is None
+
+
+def _session(devices: tuple[str, ...], workerinput: dict | None) -> SimpleNamespace:
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[OPTIONS] = SimpleNamespace(devices=devices)
+    if workerinput is not None:
+        config.workerinput = workerinput
+    return SimpleNamespace(config=config)
+
+
+def test_each_worker_makes_its_gpu_the_current_device_at_session_start(gpus, monkeypatch):
+    chosen = gpus(2)
+    shares = []
+    monkeypatch.setattr(plugin, "_share_the_cores", shares.append)
+    for i in range(4):
+        workerinput = {"workerid": f"gw{i}", "workercount": 4}
+        plugin.pytest_sessionstart(_session(("cpu", "cuda"), workerinput))
+    assert chosen == [0, 1, 0, 1]
+    assert shares == [4, 4, 4, 4]  # and each still takes its share of the cores
+
+
+@pytest.mark.parametrize(("devices", "workerinput"), [
+    (("cpu", "cuda"), None),  # no xdist: the default device
+    (("cpu",), {"workerid": "gw1", "workercount": 2}),  # a worker with nothing on CUDA
+], ids=["no-xdist", "cpu-only"])
+def test_no_gpu_is_taken_outside_a_worker_or_without_cuda_items(gpus, monkeypatch, devices,
+                                                                 workerinput) -> None:
+    chosen = gpus(2)
+    monkeypatch.setattr(plugin, "_share_the_cores", lambda workers: None)
+    plugin.pytest_sessionstart(_session(devices, workerinput))
+    assert chosen == []
 
 
 # --- TF32 off while comparing on CUDA ---------------------------------------------------------
