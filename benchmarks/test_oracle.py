@@ -131,7 +131,8 @@ def test_batched_jacobian_beats_gradcheck(name, benchmark) -> None:
     point, scale = {"x": x}, x.abs().clamp(min=1e-2)
 
     output = forward(x)
-    phi = contracted(spec, {"n": JACOBIAN_ELEMENTS}, cotangent, offset=output)
+    example = Example(dims={"n": JACOBIAN_ELEMENTS}, values={"x": x}, cotangent_seed=2)
+    phi = contracted(spec, example, [cotangent], offsets=[output])
     magnitude = float((cotangent.abs() * output.abs()).sum())  # as Oracle.partials passes
 
     def batched() -> torch.Tensor:

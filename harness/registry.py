@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
+DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16", "complex128", "complex64")
 LOW_PRECISION = ("float16", "bfloat16")  # where finite differences mean nothing
+COMPLEX = ("complex128", "complex64")
+# The dtype whose precision each item dtype has (a complex item's parts are real).
+REAL_PRECISION = {"complex128": "float64", "complex64": "float32"}
 DEVICE_NAMES = ("cpu", "cuda")
 # A spec attribute a check needs, and what the skip says when the spec lacks it.
 NEEDS = {
@@ -44,8 +47,8 @@ class CheckInfo:
 
     def skip_reason(self, spec, device: str, dtype: str) -> str | None:
         """Why this check does not apply to ``spec`` here, or None when it does."""
-        if self.float64_only and dtype != "float64":
-            return f"{self.name} runs in float64 only"
+        if self.float64_only and REAL_PRECISION.get(dtype, dtype) != "float64":
+            return f"{self.name} runs in float64 (or complex128) only"
         if dtype in LOW_PRECISION and not self.low_precision:
             return f"{self.name} is meaningless in {dtype}"
         if device.partition(":")[0] not in self.devices:

@@ -82,7 +82,12 @@ def table(
 
 
 def _cell(values: torch.Tensor, index: tuple[int, ...]) -> str:
-    return f"{float(values.detach().cpu()[index]):.8g}"
+    """The value at ``index``; a complex tensor's part there (the index of its real view,
+    the last entry 0 for the real part, 1 for the imaginary)."""
+    values = values.detach().cpu()
+    if values.is_complex():
+        values = torch.view_as_real(values.resolve_conj())
+    return f"{float(values[index]):.8g}"
 
 
 @dataclass

@@ -9,6 +9,7 @@ elements Hypothesis draws a seed and torch generates the values.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from harness.spec import Input, Spec
 from harness.spec.examples import Example
+from harness.spec.input import leaf_names
 
 ELEMENTWISE_LIMIT = 64
 KINK_CLEARANCE = 1e-2  # of the domain's width: finite-difference steps stay this far off
@@ -24,6 +26,7 @@ UNIQUE_GRID = 1000  # unique values are drawn from this many evenly spaced point
 TINY_FRACTION = 1e-12  # of the domain's largest magnitude: smaller values become 0
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 _FLOAT_WIDTH = {torch.float64: 64, torch.float32: 32, torch.float16: 16}
+_REAL_PARTS = {torch.complex128: torch.float64, torch.complex64: torch.float32}
 
 
 def examples(spec: Spec, dtype: torch.dtype = torch.float64) -> st.SearchStrategy[Example]:
@@ -40,19 +43,32 @@ def examples(spec: Spec, dtype: torch.dtype = torch.float64) -> st.SearchStrateg
     @st.composite
     def draw_example(draw: st.DrawFn) -> Example:
         dims = {name: draw(st.integers(low, high)) for name, (low, high) in spec.dims.items()}
-        values = {
-            name: draw(input_values(spec_input, spec_input.resolve(dims), dtype))
-            for name, spec_input in spec.inputs.items()
-        }
-        return Example(dims, values, cotangent_seed=draw(SEEDS))
+        counts = {name: draw(st.integers(*spec_input.count))
+                  for name, spec_input in spec.inputs.items() if spec_input.count is not None}
+        params = {name: draw(st.sampled_from(choices)) for name, choices in spec.params.items()}
+        values = {}
+        for name, spec_input in spec.inputs.items():
+            shape = spec_input.resolve(dims)
+            for leaf in leaf_names(name, spec_input, counts.get(name)):
+                values[leaf] = draw(input_values(spec_input, shape, dtype, dims))
+        return Example(dims, values, cotangent_seed=draw(SEEDS), params=params, counts=counts)
 
     return draw_example()
 
 
 def input_values(
-    spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype = torch.float64
+    spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype = torch.float64,
+    dims: Mapping[str, int] | None = None,
 ) -> st.SearchStrategy[torch.Tensor]:
-    """Float64 tensors of ``shape`` inside the input's domain, representable in ``dtype``."""
+    """Float64 tensors of ``shape`` inside the input's domain, representable in ``dtype``;
+    an integer or bool input's in its own dtype (``dims`` size the bounds that name one)."""
+    if spec_input.is_integral:
+        return _integral_values(spec_input, shape, dims or {})
+    if dtype.is_complex:  # the real and the imaginary part, each inside [low, high]
+        part = _REAL_PARTS[dtype]
+        return st.tuples(input_values(spec_input, shape, part),
+                         input_values(spec_input, shape, part)).map(
+            lambda parts: torch.complex(*parts))
     if math.prod(shape) > ELEMENTWISE_LIMIT:
         return SEEDS.map(lambda seed: generated_values(spec_input, shape, dtype, seed))
     elements = _unique_elements(spec_input) if spec_input.unique else _elements(spec_input, dtype)
@@ -60,11 +76,37 @@ def input_values(
     return arrays.map(lambda array: _rounded(torch.from_numpy(array.copy()), dtype))
 
 
+def _integral_values(
+    spec_input: Input, shape: tuple[int, ...], dims: Mapping[str, int]
+) -> st.SearchStrategy[torch.Tensor]:
+    """Integers in [low, high) or bools, element by element (they shrink towards low and
+    False), from a seed past ELEMENTWISE_LIMIT elements."""
+    dtype = getattr(torch, spec_input.dtype)
+    if math.prod(shape) > ELEMENTWISE_LIMIT:
+        return SEEDS.map(lambda seed: generated_values(spec_input, shape, dtype, seed, dims))
+    if spec_input.dtype == "bool":
+        elements = st.booleans()
+        kind = np.bool_
+    else:
+        low, high = spec_input.bounds(dims)
+        elements, kind = st.integers(int(low), int(high) - 1), np.int64
+    arrays = hnp.arrays(kind, shape, elements=elements, unique=spec_input.unique)
+    return arrays.map(lambda array: torch.from_numpy(array.copy()).to(dtype))
+
+
 def generated_values(
-    spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype, seed: int
+    spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype, seed: int,
+    dims: Mapping[str, int] | None = None,
 ) -> torch.Tensor:
-    """Values from torch's generator: uniform in the domain, off the kinks, spread if unique."""
+    """Values from torch's generator: uniform in the domain, off the kinks, spread if unique
+    (integers uniform in [low, high), bools fair coins)."""
     generator = torch.Generator().manual_seed(seed)
+    if spec_input.is_integral:
+        return _generated_integers(spec_input, shape, generator, dims or {})
+    if dtype.is_complex:
+        part = _REAL_PARTS[dtype]
+        return torch.complex(generated_values(spec_input, shape, part, seed),
+                             generated_values(spec_input, shape, part, seed + 1))
     n = math.prod(shape)
     width = spec_input.high - spec_input.low
     if spec_input.unique:  # one value per slot of an even grid: neighbours stay apart
@@ -75,6 +117,17 @@ def generated_values(
         unit = torch.rand(n, generator=generator, dtype=torch.float64)
     values = _clear_of_kinks(spec_input.low + width * unit, spec_input)
     return _rounded(values.reshape(shape), dtype)
+
+
+def _generated_integers(spec_input: Input, shape, generator, dims) -> torch.Tensor:
+    dtype = getattr(torch, spec_input.dtype)
+    if spec_input.dtype == "bool":
+        return torch.rand(shape, generator=generator) < 0.5
+    low, high = (int(b) for b in spec_input.bounds(dims))
+    n = math.prod(shape)
+    if spec_input.unique and high - low >= n:  # distinct: a random choice without repeats
+        return (low + torch.randperm(high - low, generator=generator)[:n]).reshape(shape).to(dtype)
+    return torch.randint(low, high, shape, generator=generator).to(dtype)
 
 
 def _elements(spec_input: Input, dtype: torch.dtype) -> st.SearchStrategy[float]:

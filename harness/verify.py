@@ -17,6 +17,7 @@ from harness._compat import no_tf32, set_database_key
 from harness.checks import CHECKS, Check
 from harness.checks.case import Case
 from harness.checks.evaluate import time_limit
+from harness.checks.outputs import through_outputs
 from harness.errors import (
     AllowanceError,
     Discarded,
@@ -173,7 +174,7 @@ class _CheckRun:
             _require_deterministic(case)
             raise
         _require_deterministic(case)
-        return failures
+        return through_outputs(self.check.run, case, failures)
 
     def drawn(self, max_examples: int | None, seed: int | None) -> list[Failure]:
         budget = _ShrinkBudget()

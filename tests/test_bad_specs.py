@@ -147,8 +147,8 @@ STATIC = [
         x = [1.0]
         z = [2.0]
         """, "square",
-        "specs/a.toml:5: spec 'square': examples[0] names 'z', which is not an input — the "
-        "inputs are x, y", id="examples-missing-input"),
+        "specs/a.toml:5: spec 'square': examples[0] names 'z', which is not an input or a dim "
+        "— the inputs are x, y", id="examples-missing-input"),
     pytest.param("a.toml", """
         [square]
         forward = "x ** 2"

@@ -114,7 +114,7 @@ def test_prepare_times_the_backward_alone_through_a_retained_graph():
     (first,) = run.backward()
     (second,) = run.backward()  # retain_graph: the graph survives repeated backwards
     torch.testing.assert_close(first, second)
-    torch.testing.assert_close(first, run.grad_output * run.values["x"].detach().cos())
+    torch.testing.assert_close(first, run.grad_outputs[0] * run.values["x"].detach().cos())
 
 
 def test_prepare_uses_the_specs_dtype_when_float32_is_not_checked():
@@ -124,7 +124,7 @@ def test_prepare_uses_the_specs_dtype_when_float32_is_not_checked():
 def test_inputs_are_fixed_by_the_seed():
     one, two = (prepare(_vector(), {"n": 50}, warmup=0) for _ in range(2))
     torch.testing.assert_close(one.values["x"], two.values["x"])
-    torch.testing.assert_close(one.grad_output, two.grad_output)
+    torch.testing.assert_close(one.grad_outputs, two.grad_outputs)
 
 
 def test_time_calls_times_every_call_of_at_least_min_rounds():

@@ -94,6 +94,8 @@ def input_tables(draw) -> dict:
         "requires_grad": st.booleans() | scalars,
         "kinks": st.lists(floats | scalars, max_size=3) | scalars,
         "unique": st.booleans() | scalars,
+        "dtype": st.sampled_from(["int64", "bool", "float32", "int3"]) | scalars,
+        "count": st.lists(small_integers | scalars, max_size=3) | scalars,
     }
     keys = draw(st.lists(st.sampled_from([*INPUT_KEYS, "shpe", "hihg", "requires-grad"]),
                          max_size=5, unique=True))
@@ -122,6 +124,9 @@ def spec_values() -> dict[str, st.SearchStrategy]:
             st.dictionaries(st.sampled_from(["rtol", "atol", "rtl"]), floats | scalars,
                             max_size=2) | scalars, max_size=2) | scalars,
         "twice_differentiable": st.booleans() | scalars,
+        "params": st.dictionaries(st.sampled_from(["dim", "eps", *NAMES, *JUNK_KEYS]),
+                                  st.lists(small_integers | floats | texts, max_size=3)
+                                  | scalars, max_size=2) | scalars,
         "examples": st.lists(
             st.dictionaries(st.sampled_from([*NAMES, "expected", "rtol", "atol", "expect"]),
                             values(2), max_size=4),

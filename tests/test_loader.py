@@ -17,7 +17,7 @@ from harness.load.toml_spec import SPEC_KEYS
 from harness.spec import Input
 
 KEYS = ", ".join(SPEC_KEYS)
-INPUT_KEYS = "shape, low, high, requires_grad, kinks, unique"
+INPUT_KEYS = "shape, low, high, requires_grad, kinks, unique, dtype, count"
 
 SQUARE = """
 [square]

@@ -48,7 +48,8 @@ def test_input_defaults_and_normalisation():
     assert value.dim_names == ("n",)
     assert value.resolve({"n": 4}) == (4, 3)
     assert repr(Input()) == (
-        "Input(shape=(), low=-10.0, high=10.0, requires_grad=True, kinks=(), unique=False)"
+        "Input(shape=(), low=-10.0, high=10.0, requires_grad=True, kinks=(), unique=False, "
+        "dtype=None, count=None)"
     )
 
 
@@ -474,10 +475,10 @@ def matmul(x, W):
         pytest.param([{}], "examples[0] gives no value for 'x', 'W' — add it",
                      id="missing-inputs"),
         pytest.param([{"x": [[1.0]], "W": [[1.0]]}, {"x": [[1.0]], "W": [[1.0]], "WW": 1.0}],
-                     "examples[1] names 'WW', which is not an input (did you mean 'W'?) — the "
-                     "inputs are x, W", id="unknown-input"),
+                     "examples[1] names 'WW', which is not an input or a dim "
+                     "(did you mean 'W'?) — the inputs are x, W", id="unknown-input"),
         pytest.param([{"x": [[1.0]], "W": [[1.0]], "expect": {}}],
-                     "examples[0] names 'expect', which is not an input (did you mean "
+                     "examples[0] names 'expect', which is not an input or a dim (did you mean "
                      "'expected'?) — the inputs are x, W", id="misspelt-option"),
         pytest.param([{"x": [1.0], "W": [[1.0]]}],
                      "examples[0].x has shape (1,) but the input is declared with shape "

@@ -23,10 +23,12 @@ from typing import Any
 import torch
 
 from harness.bench.timing import memory_guard, synchronize, time_calls
+from harness.checks.evaluate import arguments, leaves_of, prepared
 from harness.checks.evaluate import forward as checked_forward
 from harness.errors import BenchmarkSkipped
 from harness.spec import Input, Spec
-from harness.spec.examples import cotangent
+from harness.spec.examples import Example, cotangent
+from harness.spec.input import leaf_names
 from harness.spec.options import MEMORY_BUDGET
 from harness.strategies import generated_values
 
@@ -168,25 +170,29 @@ class BackwardRun:
     """A spec's graph, built once at fixed inputs, ready to time forward and backward."""
 
     spec: Spec
-    dims: dict[str, int]
+    example: Example  # the dims, params and list lengths the run is at
     device: str
     dtype: torch.dtype
     values: dict[str, torch.Tensor]
-    result: torch.Tensor
-    grad_output: torch.Tensor
+    outputs: tuple[torch.Tensor, ...]  # the differentiable outputs that need a gradient
+    grad_outputs: tuple[torch.Tensor, ...]
     leaves: list[torch.Tensor]
 
-    def forward(self) -> torch.Tensor:
+    @property
+    def dims(self) -> dict[str, int]:
+        return self.example.dims
+
+    def forward(self) -> Any:
         """One forward pass (the graph is recorded, as before a backward), synchronised."""
         with torch.enable_grad():
-            result = self.spec.forward({**self.values, **self.dims})
+            result = self.spec.forward(arguments(self.spec, self.values, self.example))
         synchronize(self.device)
         return result
 
     def backward(self) -> tuple[torch.Tensor | None, ...]:
         """One backward pass through the retained graph, synchronised."""
         grads = torch.autograd.grad(
-            self.result, self.leaves, self.grad_output, retain_graph=True, allow_unused=True
+            self.outputs, self.leaves, self.grad_outputs, retain_graph=True, allow_unused=True
         )
         synchronize(self.device)
         return grads
@@ -234,7 +240,7 @@ def prepare(
     dtype = benchmark_dtype(spec) if dtype is None else dtype
     with memory_guard(f"building the graph at {_dims_text(dims)}", device):
         run = _built(spec, dims, device, dtype, seed)
-    if not run.result.requires_grad:
+    if not run.outputs:
         raise BenchmarkSkipped(f"spec {spec.name!r}: the output does not depend on "
                                f"{', '.join(spec.differentiable)}: no backward to time")
     with memory_guard(f"warming up at {_dims_text(dims)}", device):
@@ -247,16 +253,22 @@ def prepare(
 def _built(
     spec: Spec, dims: dict[str, int], device: str, dtype: torch.dtype, seed: int
 ) -> BackwardRun:
-    values = {}
-    for index, (name, spec_input) in enumerate(spec.inputs.items()):
-        generated = generated_values(spec_input, spec_input.resolve(dims), dtype, seed + index)
-        values[name] = generated.to(dtype=dtype, device=device).requires_grad_(
-            spec_input.requires_grad
-        )
-    result = checked_forward(spec, values, dims)
-    grad_output = cotangent(result.shape, seed + len(values), dtype, device)
-    leaves = [values[name] for name in spec.differentiable]
-    return BackwardRun(spec, dims, device, dtype, values, result, grad_output, leaves)
+    counts = {name: spec_input.count[1] for name, spec_input in spec.inputs.items()
+              if spec_input.count is not None}
+    params = {name: choices[0] for name, choices in spec.params.items()}
+    generated = {}
+    for name, spec_input in spec.inputs.items():
+        for leaf in leaf_names(name, spec_input, counts.get(name)):
+            generated[leaf] = generated_values(spec_input, spec_input.resolve(dims), dtype,
+                                               seed + len(generated), dims)
+    example = Example(dims, generated, cotangent_seed=seed, params=params, counts=counts)
+    values = prepared(spec, example, dtype, device)
+    outputs = tuple(t for t in checked_forward(spec, values, example).tensors
+                    if t.requires_grad)
+    grad_outputs = tuple(cotangent(t.shape, seed + len(values) + k, t.dtype, device)
+                         for k, t in enumerate(outputs))
+    leaves = [values[leaf] for leaf in leaves_of(spec, example, spec.differentiable)]
+    return BackwardRun(spec, example, device, dtype, values, outputs, grad_outputs, leaves)
 
 
 def _dims_text(dims: Mapping[str, int]) -> str:

@@ -10,6 +10,7 @@ the cheap ones do not pass.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 
@@ -22,8 +23,12 @@ from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
 from harness.numerics.compare import Mismatch, judged
 from harness.numerics.noise import NoiseModel, Quantity, Values
 from harness.report import Failure
-from harness.spec import Spec
+from harness.spec import Input, Spec
 from harness.spec.examples import Example, cotangent, describe_tensor
+
+# Output k of a tuple forward draws its cotangent from seed + k * COTANGENT_STRIDE (a
+# prime, so that the outputs' cotangents share no draws); a single output, from seed.
+COTANGENT_STRIDE = 7919
 
 
 class Case:
@@ -33,69 +38,115 @@ class Case:
         self.spec, self.example, self.device, self.dtype = spec, example, device, dtype
         self.dims = example.dims
         self.values = evaluate.prepared(spec, example, dtype, device)
-        self.result = evaluate.forward(spec, self.values, self.dims)
-        self.cotangent = cotangent(self.result.shape, example.cotangent_seed, dtype, device)
+        self.outputs = evaluate.forward(spec, self.values, example)
+        self.cotangents = tuple(
+            cotangent(t.shape, example.cotangent_seed + COTANGENT_STRIDE * k, t.dtype, device)
+            for k, t in enumerate(self.outputs.tensors))
+        self.leaves = evaluate.leaves_of(spec, example, spec.differentiable)
         self.tolerance = Tolerance.of(
             dtype, spec.tolerances.get(str(dtype).removeprefix("torch.")), spec.nondet_tol)
         self.oracle = Oracle(self)
         self._noise = NoiseModel(self.values, dtype, seed=example.cotangent_seed + 2)
         self._rounding: dict[tuple[str, bool, bool], dict[str, torch.Tensor]] = {}
 
+    @property
+    def full_precision(self) -> bool:
+        """A float64 (or complex128) item: the oracle's own precision."""
+        return self.dtype in (torch.float64, torch.complex128)
+
+    def only_output(self, k: int) -> Case:
+        """This case with every cotangent but output k's zero (and nothing computed yet)."""
+        single = copy.copy(self)
+        single.cotangents = tuple(v if j == k else torch.zeros_like(v)
+                                  for j, v in enumerate(self.cotangents))
+        for cached in ("autograd", "formula"):
+            single.__dict__.pop(cached, None)
+        single.oracle = Oracle(single)
+        single._rounding = {}
+        return single
+
+    def input_of(self, leaf: str) -> Input:
+        """The declared input a leaf belongs to (``xs[1]`` belongs to ``xs``)."""
+        return self.spec.inputs[leaf.partition("[")[0]]
+
+    @property
+    def output_keys(self) -> tuple[str, ...]:
+        """How the differentiable outputs are named in a quantity: 'output', or 'output[k]'."""
+        if not self.outputs.multi:
+            return ("output",)
+        return tuple(f"output[{k}]" for k in self.outputs.differentiable)
+
     # --- the gradient sources -----------------------------------------------------------------
 
     @cached_property
     def autograd(self) -> dict[str, torch.Tensor]:
-        return evaluate.autograd_vjp(self.spec, self.values, self.result, self.cotangent)
+        return evaluate.autograd_vjp(self.spec, self.values, self.outputs, self.cotangents,
+                                     self.example)
 
     @cached_property
     def formula(self) -> dict[str, torch.Tensor]:
-        return evaluate.formula_vjp(
-            self.spec, self.values, self.dims, self.result, self.cotangent)
+        return evaluate.formula_vjp(self.spec, self.values, self.outputs, self.cotangents,
+                                    self.example)
 
     @cached_property
     def point64(self) -> dict[str, torch.Tensor]:
-        """The item's inputs in float64: exactly the point the oracle differentiates at."""
-        return {name: value.detach().to(torch.float64) for name, value in self.values.items()}
+        """The item's inputs in float64 (integer ones as they are): exactly the point the
+        oracle differentiates at."""
+        return {name: evaluate.cast(value.detach(), torch.float64)
+                for name, value in self.values.items()}
 
     @cached_property
-    def output64(self) -> torch.Tensor:
-        if self.dtype == torch.float64:
-            return self.result.detach()  # the forward at this very point, already run
-        with torch.no_grad():
-            return self.output_at(self.point64, torch.float64)["output"]
+    def output64(self) -> tuple[torch.Tensor, ...]:
+        """The differentiable outputs at the point, computed in float64."""
+        if self.full_precision:
+            return tuple(t.detach() for t in self.outputs.tensors)  # already run
+        outputs = self.output_at(self.point64, torch.float64)
+        return tuple(outputs[key] for key in self.output_keys)
 
     def reference_at(self, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """The reference's output and autograd gradients at ``point``."""
+        """The reference's outputs and autograd gradients at ``point``."""
         values = self._leaves(point)
-        output = evaluate.checked_output(
-            evaluate.call(self.spec.reference, {**values, **self.dims}), "reference",
-            next(iter(values.values())))
-        if output.shape != self.result.shape:
+        result = evaluate.call(self.spec.reference,
+                               evaluate.arguments(self.spec, values, self.example))
+        outputs = evaluate.Outputs.of(result, "reference", like=next(iter(values.values())))
+        shapes = [tuple(t.shape) for t in outputs.tensors]
+        if shapes != [tuple(t.shape) for t in self.outputs.tensors]:
             raise Fault(
-                f"reference returned shape {tuple(output.shape)}, the forward returns "
-                f"{tuple(self.result.shape)} — make them compute the same function")
-        grads = evaluate.autograd_vjp(self.spec, values, output, self.cotangent.to(dtype))
-        return {"output": output, **grads}
+                f"reference returned outputs of shapes {shapes}, the forward "
+                f"{[tuple(t.shape) for t in self.outputs.tensors]} — make them compute the "
+                f"same function")
+        grads = evaluate.autograd_vjp(self.spec, values, outputs,
+                                      self._cotangents_in(dtype), self.example)
+        return {**dict(zip(self.output_keys, outputs.tensors)), **grads}
 
     # --- quantities, as the noise model reruns them ---------------------------------------------
 
     def autograd_at(self, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         values = self._leaves(point)
-        result = evaluate.forward(self.spec, values, self.dims)
-        return evaluate.autograd_vjp(self.spec, values, result, self.cotangent.to(dtype))
+        outputs = evaluate.forward(self.spec, values, self.example)
+        return evaluate.autograd_vjp(self.spec, values, outputs,
+                                     self._cotangents_in(dtype), self.example)
 
     def formula_at(self, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         values = self._leaves(point)
-        result = evaluate.forward(self.spec, values, self.dims)
-        return evaluate.formula_vjp(self.spec, values, self.dims, result,
-                                    self.cotangent.to(dtype))
+        outputs = evaluate.forward(self.spec, values, self.example)
+        return evaluate.formula_vjp(self.spec, values, outputs,
+                                    self._cotangents_in(dtype), self.example)
 
     def output_at(self, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The differentiable outputs at ``point`` (no graph)."""
         with torch.no_grad():
-            return {"output": evaluate.call(self.spec.forward, {**point, **self.dims})}
+            result = evaluate.call(self.spec.forward,
+                                   evaluate.arguments(self.spec, point, self.example))
+        outputs = evaluate.Outputs.of(result, "forward", like=None)
+        return dict(zip(self.output_keys, outputs.tensors))
+
+    def _cotangents_in(self, dtype: torch.dtype) -> list[torch.Tensor]:
+        return [evaluate.cast(v, dtype) for v in self.cotangents]
 
     def _leaves(self, point: Values) -> dict[str, torch.Tensor]:
-        return {name: value.detach().clone().requires_grad_(self.spec.inputs[name].requires_grad)
+        return {name: value.detach().clone().requires_grad_(
+                    self.input_of(name).requires_grad)
                 for name, value in point.items()}
 
     def rounding(
@@ -106,7 +157,7 @@ class Case:
         'formula', 'reference' or 'output' (the methods ``<source>_at``), or of
         ``quantity`` under the name ``source``; in the item's dtype, or in float64;
         ``neighbours`` as for ``NoiseModel.measure``."""
-        key = (source, in_float64 or self.dtype == torch.float64, neighbours)
+        key = (source, in_float64 or self.full_precision, neighbours)
         if key not in self._rounding:
             model = self._noise64 if key[1] else self._noise
             self._rounding[key] = model.measure(quantity or getattr(self, f"{source}_at"),
@@ -115,7 +166,7 @@ class Case:
 
     @cached_property
     def _noise64(self) -> NoiseModel:
-        if self.dtype == torch.float64:
+        if self.full_precision:
             return self._noise
         return NoiseModel(self.point64, torch.float64, seed=self.example.cotangent_seed + 2)
 
@@ -147,17 +198,18 @@ class Case:
         return allowance.plus(**terms)
 
     def nondeterminism(self) -> str | None:
-        """How the forward's output differs when it runs again at this point (beyond the
-        spec's nondet_tol), or None when it does not."""
-        with torch.no_grad():
-            again = evaluate.call(self.spec.forward, {**self.values, **self.dims})
-        if not isinstance(again, torch.Tensor) or again.shape != self.result.shape:
-            return f"it returned {type(again).__name__} {getattr(again, 'shape', '')} the " \
-                   f"second time, {tuple(self.result.shape)} the first"
-        difference = (again.detach() - self.result.detach()).abs().nan_to_num(nan=float("inf"))
-        if difference.numel() == 0 or float(difference.max()) <= self.spec.nondet_tol:
-            return None
-        return f"two runs differ by up to {float(difference.max()):.3g}"
+        """How the forward's outputs differ when it runs again at this point (beyond the
+        spec's nondet_tol), or None when they do not."""
+        again = self.output_at(self.values, self.dtype)
+        first = dict(zip(self.output_keys, self.outputs.tensors))
+        for key, value in first.items():
+            if again[key].shape != value.shape:
+                return f"its {key} had shape {tuple(again[key].shape)} the second time, " \
+                       f"{tuple(value.shape)} the first"
+            difference = (again[key] - value.detach()).abs().nan_to_num(nan=float("inf"))
+            if difference.numel() and float(difference.max()) > self.spec.nondet_tol:
+                return f"two runs differ by up to {float(difference.max()):.3g}"
+        return None
 
     def failure(self, summary: str, verdict: str = "", details=(), name=None) -> Failure:
         return Failure(
@@ -172,5 +224,8 @@ class Case:
             explicit=self.example.index,
             location=self.spec.location,
             input=name,
-            cotangent=describe_tensor(self.cotangent, digits=8),  # as the table shows values
+            cotangent="; ".join(  # to 8 digits, as the table shows values
+                f"{key}: {describe_tensor(v, digits=8)}" if self.outputs.multi
+                else describe_tensor(v, digits=8)
+                for key, v in zip(self.output_keys, self.cotangents)),
         )

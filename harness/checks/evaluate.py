@@ -1,8 +1,13 @@
 """Running a spec's callables at one example, and catching what they do wrong.
 
-A user callable that raises, returns a non-tensor, the wrong shape, dtype or
-device, a non-finite value, or modifies its input in place raises ``Fault``,
-which the checks turn into a failure carrying the example.
+The harness holds an example's inputs as *leaves*: one tensor per input, or per
+tensor of a list input (``xs[0]``, ``xs[1]``). ``arguments`` packs them back into
+what the spec's callables take: each input by name (a list input as a list), the
+dims and the params. A forward's result becomes ``Outputs``: one tensor, or the
+entries of the tuple or list it returned, of which the floating ones are
+differentiated. A user callable that raises, returns the wrong thing, a non-finite
+value, or modifies its input in place raises ``Fault``, which the checks turn into
+a failure carrying the example.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +26,7 @@ from harness.errors import Fault
 from harness.spec import Spec
 from harness.spec.calls import KeywordCall
 from harness.spec.examples import Example
+from harness.spec.input import leaf_names
 
 Values = dict[str, torch.Tensor]
 
@@ -66,26 +73,128 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 
 
 def prepared(spec: Spec, example: Example, dtype: torch.dtype, device: str) -> Values:
-    """Leaf tensors of ``dtype`` on ``device``; differentiable inputs require grad."""
-    return {
-        name: value.to(dtype=dtype, device=device, copy=True).requires_grad_(
-            spec.inputs[name].requires_grad
-        )
-        for name, value in example.values.items()
-    }
+    """Leaf tensors on ``device``: float ones in ``dtype`` (differentiable ones require
+    grad), integer and bool ones as they are."""
+    values = {}
+    for leaf, value in example.values.items():
+        spec_input = spec.inputs[leaf.partition("[")[0]]
+        if spec_input.is_integral:
+            values[leaf] = value.to(device=device, copy=True)
+            continue
+        values[leaf] = value.to(dtype=dtype, device=device, copy=True).requires_grad_(
+            spec_input.requires_grad)
+    return values
 
 
-def forward(spec: Spec, values: Mapping[str, torch.Tensor], dims: Mapping[str, int]):
-    """The forward's output, checked to be a finite floating tensor."""
+def cast(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` in ``dtype``'s precision, keeping what it is: a real value real, a complex
+    one complex (float32 and complex64 share a precision), an integer or bool one as it
+    is.
+
+    >>> cast(torch.tensor([1 + 2j]), torch.float64).dtype
+    torch.complex128
+    >>> cast(torch.tensor([1]), torch.float32).dtype
+    torch.int64
+    """
+    precision = _REAL_TWIN.get(dtype, dtype)
+    if value.is_complex():
+        return value.to(_COMPLEX_TWIN.get(precision, dtype))
+    return value.to(precision) if value.is_floating_point() else value
+
+
+_COMPLEX_TWIN = {torch.float64: torch.complex128, torch.float32: torch.complex64,
+                 torch.float16: torch.complex32}
+_REAL_TWIN = {complex_: real for real, complex_ in _COMPLEX_TWIN.items()}
+
+
+def arguments(spec: Spec, values: Mapping[str, Any], example: Example) -> dict[str, Any]:
+    """What the spec's callables take: each input (a list input as the list of its
+    leaves), the example's dims and params."""
+    packed: dict[str, Any] = {}
+    for name, spec_input in spec.inputs.items():
+        if spec_input.count is None:
+            packed[name] = values[name]
+        else:
+            packed[name] = [values[leaf] for leaf in
+                            leaf_names(name, spec_input, example.counts.get(name))]
+    return {**packed, **example.dims, **example.params}
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """A forward's result: its entries (one, or a tuple's or list's), and which of them
+    are differentiated (the floating ones)."""
+
+    entries: tuple[Any, ...]
+    multi: bool  # the forward returned a tuple or list
+
+    @classmethod
+    def of(cls, result: Any, role: str, like: torch.Tensor | None) -> Outputs:
+        multi = isinstance(result, (tuple, list))
+        entries = tuple(result) if multi else (result,)
+        if not multi:
+            checked_output(result, role, like)
+        else:
+            if not entries:
+                raise Fault(f"{role} returned an empty {type(result).__name__} — return a "
+                            f"tensor, or a tuple of them")
+            for k, entry in enumerate(entries):
+                if _differentiated(entry):
+                    checked_output(entry, f"{role} (output {k})", like)
+            if not any(_differentiated(entry) for entry in entries):
+                raise Fault(f"{role} returned no floating-point tensor among its "
+                            f"{len(entries)} outputs — return at least one")
+        return cls(entries, multi)
+
+    @property
+    def differentiable(self) -> tuple[int, ...]:
+        """The indices of the floating outputs: the ones with a cotangent."""
+        return tuple(k for k, entry in enumerate(self.entries) if _differentiated(entry))
+
+    @property
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return tuple(self.entries[k] for k in self.differentiable)
+
+    def packed(self, per_output: Sequence[Any]) -> Any:
+        """``per_output`` (one per differentiable output) as formulas see grad and result:
+        the tensor itself for a single output, else a tuple with one entry per output
+        (None for an output that is not differentiated)."""
+        if not self.multi:
+            return per_output[0]
+        slots: list[Any] = [None] * len(self.entries)
+        for k, value in zip(self.differentiable, per_output):
+            slots[k] = value
+        return tuple(slots)
+
+    def label(self, k: int) -> str:
+        """How a message names output ``k``: "" for a single output."""
+        return f" through output {k}" if self.multi else ""
+
+    def detached(self) -> Outputs:
+        return Outputs(tuple(e.detach() if isinstance(e, torch.Tensor) else e
+                             for e in self.entries), self.multi)
+
+
+def _differentiated(entry: Any) -> bool:
+    return isinstance(entry, torch.Tensor) and (entry.is_floating_point() or entry.is_complex())
+
+
+def forward(spec: Spec, values: Mapping[str, torch.Tensor], example: Example) -> Outputs:
+    """The forward's outputs, each floating one checked to be finite, on the inputs'
+    device; an input modified in place is a fault."""
     before = {name: value.detach().clone() for name, value in values.items()}
-    result = call(spec.forward, {**values, **dims})
+    result = call(spec.forward, arguments(spec, values, example))
     for name, value in values.items():
         if not torch.equal(value.detach(), before[name]):
             raise Fault(
                 f"forward modified input {name!r} in place — clone it first "
                 f"(x = x.clone()) or use an out-of-place operation"
             )
-    return checked_output(result, "forward", like=next(iter(values.values())))
+    return Outputs.of(result, "forward", like=_any(values))
+
+
+def _any(values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+    return next(iter(values.values()), None)
 
 
 def call(fn: KeywordCall, values: Mapping[str, Any]) -> Any:
@@ -97,12 +206,13 @@ def call(fn: KeywordCall, values: Mapping[str, Any]) -> Any:
         raise Fault(f"{fn.role} raised {type(error).__name__}: {error}") from error
 
 
-def checked_output(result: Any, role: str, like: torch.Tensor) -> torch.Tensor:
+def checked_output(result: Any, role: str, like: torch.Tensor | None) -> torch.Tensor:
     if not isinstance(result, torch.Tensor):
-        raise Fault(f"{role} returned {type(result).__name__}, not a tensor — return a Tensor")
-    if not result.is_floating_point():
+        raise Fault(f"{role} returned {type(result).__name__}, not a tensor — return a "
+                    f"Tensor (or a tuple of them)")
+    if not (result.is_floating_point() or result.is_complex()):
         raise Fault(f"{role} returned a {result.dtype} tensor — return a floating-point tensor")
-    if result.device != like.device:
+    if like is not None and result.device != like.device:
         raise Fault(f"{role} returned a tensor on {result.device}, the inputs are on "
                     f"{like.device} — create tensors with device=x.device")
     if not torch.isfinite(result).all():
@@ -111,42 +221,56 @@ def checked_output(result: Any, role: str, like: torch.Tensor) -> torch.Tensor:
     return result
 
 
+def leaves_of(spec: Spec, example: Example, names: Sequence[str]) -> tuple[str, ...]:
+    """The leaves of the inputs ``names`` (a list input stands for each of its tensors)."""
+    return tuple(leaf for name in names for leaf in
+                 leaf_names(name, spec.inputs[name], example.counts.get(name)))
+
+
 def autograd_vjp(
-    spec: Spec, values: Mapping[str, torch.Tensor], result: torch.Tensor, cotangent: torch.Tensor
+    spec: Spec, values: Mapping[str, torch.Tensor], outputs: Outputs,
+    cotangents: Sequence[torch.Tensor], example: Example,
 ) -> Values:
-    """The gradients that autograd computes through the forward, for the cotangent."""
-    names = spec.differentiable
-    if not result.requires_grad:
-        return {name: torch.zeros_like(values[name]) for name in names}
+    """The gradients autograd computes through the forward, for the cotangents (one per
+    differentiable output), per differentiable leaf."""
+    leaves = leaves_of(spec, example, spec.differentiable)
+    pairs = [(t, v) for t, v in zip(outputs.tensors, cotangents) if t.requires_grad]
+    if not pairs:
+        return {leaf: torch.zeros_like(values[leaf]) for leaf in leaves}
     try:
         grads = torch.autograd.grad(
-            result, [values[n] for n in names], cotangent, retain_graph=True, allow_unused=True
+            [t for t, _ in pairs], [values[leaf] for leaf in leaves], [v for _, v in pairs],
+            retain_graph=True, allow_unused=True,
         )
     except Exception as error:
         raise Fault(f"backward through the forward raised {type(error).__name__}: {error}") \
             from error
-    return {
-        name: torch.zeros_like(values[name]) if grad is None else grad
-        for name, grad in zip(names, grads)
-    }
+    return {leaf: torch.zeros_like(values[leaf]) if grad is None else grad
+            for leaf, grad in zip(leaves, grads)}
 
 
 def formula_vjp(
-    spec: Spec,
-    values: Mapping[str, torch.Tensor],
-    dims: Mapping[str, int],
-    result: torch.Tensor,
-    cotangent: torch.Tensor,
+    spec: Spec, values: Mapping[str, torch.Tensor], outputs: Outputs,
+    cotangents: Sequence[torch.Tensor], example: Example,
 ) -> Values:
-    """The spec's analytic backward for each input it gives one for."""
-    scope = {name: value.detach() for name, value in values.items()}
-    scope.update(dims, grad=cotangent, result=result.detach())
+    """The spec's analytic backward for each input it gives one for, per leaf (a list
+    input's formula returns one gradient per tensor)."""
+    scope = arguments(spec, {name: value.detach() for name, value in values.items()}, example)
+    scope.update(grad=outputs.packed(cotangents),
+                 result=outputs.packed([t.detach() for t in outputs.tensors]))
     grads = {}
     for name, fn in spec.backward.items():
-        grad = call(fn, scope)
-        if isinstance(grad, (int, float)):
-            grad = torch.full_like(values[name], float(grad))
-        grads[name] = checked_gradient(grad, fn.role, values[name])
+        returned = call(fn, scope)
+        leaves = leaves_of(spec, example, [name])
+        if spec.inputs[name].count is None:
+            returned = [returned]
+        elif not isinstance(returned, (tuple, list)) or len(returned) != len(leaves):
+            raise Fault(f"{fn.role} returned {type(returned).__name__} for a list of "
+                        f"{len(leaves)} tensors — return a list with one gradient each")
+        for leaf, grad in zip(leaves, returned):
+            if isinstance(grad, (int, float)):
+                grad = torch.full_like(values[leaf], float(grad))
+            grads[leaf] = checked_gradient(grad, fn.role, values[leaf])
     return grads
 
 
@@ -165,22 +289,29 @@ def checked_gradient(grad: Any, role: str, value: torch.Tensor) -> torch.Tensor:
 
 
 def contracted(
-    spec: Spec, dims: Mapping[str, int], cotangent: torch.Tensor,
-    offset: torch.Tensor | float = 0.0,
+    spec: Spec, example: Example, cotangents: Sequence[torch.Tensor],
+    offsets: Sequence[torch.Tensor] | None = None,
 ):
-    """phi(values) = <cotangent, forward(values) - offset>, the scalar that finite
-    differences see.
+    """phi(values) = sum over differentiable outputs k of <v_k, f_k(values) - offset_k>:
+    the real scalar that finite differences see (for complex outputs, the real part of
+    sum conj(v) f, whose gradient is PyTorch's: the conjugate Wirtinger derivative, x2).
 
-    With ``offset`` the output at the point differentiated, the outputs that a step
+    With ``offsets`` the outputs at the point differentiated, the outputs that a step
     leaves unchanged (most of them, for an elementwise forward and one element
     moved) stay out of the sum's rounding; the differences of phi are the same.
     """
-
-    flat_cotangent = cotangent.reshape(-1)
+    flat = torch.cat([v.reshape(-1) for v in cotangents]) if cotangents else None
 
     def phi(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        outputs = spec.forward(arguments(spec, values, example))
+        entries = tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
+        tensors = [e for e in entries if _differentiated(e)]
+        if offsets is not None:
+            tensors = [t - o for t, o in zip(tensors, offsets)]
+        change = torch.cat([t.reshape(-1) for t in tensors]).to(flat.dtype)
         # One matrix-vector product per batch of steps under vmap, not a product and a sum.
-        change = spec.forward({**values, **dims}) - offset
-        return change.reshape(-1).to(flat_cotangent.dtype) @ flat_cotangent
+        if change.is_complex():
+            return (flat.conj() @ change).real
+        return change @ flat
 
     return phi

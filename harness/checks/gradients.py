@@ -13,7 +13,7 @@ from harness._compat import assert_close_tolerances
 from harness.checks import evaluate, verdict
 from harness.checks.case import Case
 from harness.errors import Discarded, Fault
-from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Tolerance
+from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Tolerance, real_view
 from harness.numerics.compare import Mismatch, compare, judged
 from harness.report import Failure, table
 
@@ -47,14 +47,16 @@ def reference(case: Case) -> list[Failure]:
     a kernel that rounds badly would excuse itself.
     """
     truth = case.reference_at(case.point64, torch.float64)
-    own_error = _reference_error(case, truth) if case.dtype != torch.float64 else None
-    mismatch = _against_reference(case, case.result, truth, "output", "output", own_error)
-    if mismatch:
-        columns = {"forward": case.result, "reference": truth["output"]}
-        return [case.failure("Forward disagrees with the reference", details=[
-            *mismatch.lines(), *table(columns, mismatch.worst)])]
+    own_error = None if case.full_precision else _reference_error(case, truth)
+    for key, output in zip(case.output_keys, case.outputs.tensors):
+        mismatch = _against_reference(case, output, truth, key, "output", own_error)
+        if mismatch:
+            columns = {"forward": output, "reference": truth[key]}
+            which = "" if key == "output" else f" ({key})"
+            return [case.failure(f"Forward disagrees with the reference{which}", details=[
+                *mismatch.lines(), *table(columns, mismatch.worst)])]
     failures = []
-    for name in case.spec.differentiable:
+    for name in case.leaves:
         mismatch = _against_reference(case, case.autograd[name], truth, name, "autograd",
                                       own_error)
         if mismatch:
@@ -100,7 +102,7 @@ def finite_difference(case: Case) -> list[Failure]:
 def oracle_failures(case: Case) -> list[Failure]:
     """Autograd against the float64 oracle, for every differentiable input."""
     failures = []
-    for name in case.spec.differentiable:
+    for name in case.leaves:
         autograd = case.autograd[name]
         if autograd.numel() <= ELEMENTWISE_ORACLE:
             estimate, mismatch = _against_partials(case, name, autograd, "autograd")
@@ -117,7 +119,7 @@ def _against_partials(case: Case, name: str, gradient, source: str):
     measured rounding (costly, so only where it decides)."""
     for measured in (False, True):
         estimate = case.oracle.partials(name, measured=measured)
-        mismatch = case.compare(gradient, estimate.value, name, sources=(source,),
+        mismatch = case.compare(real_view(gradient), estimate.value, name, sources=(source,),
                                 oracle_error=estimate.error)
         if mismatch is None:
             break
@@ -188,7 +190,8 @@ def _against_directional(case: Case, name: str, gradient, direction, source: str
 
 
 def _dot(gradient: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    return (gradient.detach().double() * direction).sum().cpu()
+    """<g, u> in real coordinates (Re sum conj(g) u for a complex g)."""
+    return (real_view(gradient.detach()).double() * direction).sum().cpu()
 
 
 def _agree(case: Case, name: str, a, b, sources) -> bool:
@@ -201,7 +204,8 @@ def _oracle_failure(case: Case, name: str, estimate, mismatch, extra=()) -> Fail
     formula_right = agrees_with_autograd = None
     if formula is not None:
         columns = {"analytic": formula, **columns}
-        formula_right = case.compare(formula, estimate.value, name, sources=("formula",),
+        formula_right = case.compare(real_view(formula), estimate.value, name,
+                                     sources=("formula",),
                                      oracle_error=estimate.error) is None
         agrees_with_autograd = _agree(case, name, formula, case.autograd[name],
                                       ("formula", "autograd"))
@@ -232,7 +236,8 @@ def _triangulated(case, name, subject, label, mismatch, subject_wrong=verdict.FO
         if oracle is not None:
             columns["finite difference"] = oracle.value
             autograd_right = autograd_wrong is None
-            subject_right = case.compare(subject, oracle.value, name, sources=(subject_source,),
+            subject_right = case.compare(real_view(subject), oracle.value, name,
+                                         sources=(subject_source,),
                                          oracle_error=oracle.error) is None
     found = verdict.odd_one_out(subject_right, autograd_right, subject_wrong)
     details = [*mismatch.lines(), *table(columns, mismatch.worst)]
@@ -244,8 +249,8 @@ def _expected_failures(case: Case) -> list[Failure]:
     example = case.example
     if not example.expected:
         return []
-    ones = torch.ones_like(case.result)
-    grads = evaluate.autograd_vjp(case.spec, case.values, case.result, ones)
+    ones = [torch.ones_like(t) for t in case.outputs.tensors]
+    grads = evaluate.autograd_vjp(case.spec, case.values, case.outputs, ones, case.example)
     # Expected values are typed by a person, to a few decimals: assert_close's
     # tolerances, or the example's own.
     rtol, atol = assert_close_tolerances(case.dtype)

@@ -18,46 +18,89 @@ import torch
 from harness.checks import evaluate
 from harness.errors import Discarded
 from harness.numerics import differences
+from harness.numerics.allowance import real_view
 
 if TYPE_CHECKING:
     from harness.checks.case import Case
 
 
 class Oracle:
-    """The float64 oracle bound to ``case``: partial and directional derivatives of phi."""
+    """The float64 oracle bound to ``case``: partial and directional derivatives of phi.
+
+    It works in real coordinates: a complex input is its real view (real and imaginary
+    parts side by side), so that its partial derivatives are those of the parts —
+    PyTorch's complex gradient, d/dRe + i d/dIm, seen the same way. Directions,
+    estimates and errors come in those coordinates; ``as_input`` turns a direction
+    back into the input's own dtype.
+    """
 
     def __init__(self, case: Case):
         self.case = case
         self._partials: dict[tuple[str, bool], differences.Estimate] = {}
 
     @cached_property
+    def point(self) -> dict[str, torch.Tensor]:
+        """The point in real coordinates."""
+        return {name: real_view(value) for name, value in self.case.point64.items()}
+
+    @cached_property
     def phi(self):
-        """<v, f(x) - f(x0)>: 0 at the point, so the oracle never evaluates it there."""
+        """sum_k Re <v_k, f_k(x) - f_k(x0)>: 0 at the point, so the oracle never evaluates
+        it there; of the point in real coordinates."""
         case = self.case
-        return evaluate.contracted(case.spec, case.dims, case.cotangent.to(torch.float64),
-                                   offset=case.output64)
+        contracted = evaluate.contracted(case.spec, case.example, self.cotangents64,
+                                         offsets=case.output64)
+        complex_leaves = [n for n, v in case.point64.items() if v.is_complex()]
+        if not complex_leaves:
+            return contracted
+
+        def phi(values):
+            return contracted({n: _as_complex(v) if n in complex_leaves else v
+                               for n, v in values.items()})
+
+        return phi
+
+    def as_input(self, name: str, direction: torch.Tensor) -> torch.Tensor:
+        """A direction in real coordinates as the input's own (complex where it is)."""
+        return _as_complex(direction) if self.case.point64[name].is_complex() else direction
+
+    @cached_property
+    def cotangents64(self) -> tuple[torch.Tensor, ...]:
+        return tuple(v.to(_wide(v.dtype)) for v in self.case.cotangents)
 
     @cached_property
     def magnitude(self) -> float:
-        """sum |v| |f(x)| in float64: the scale of rounding noise in phi."""
-        cotangent = self.case.cotangent.to(torch.float64).abs()
-        return float((cotangent * self.case.output64.abs()).sum())
+        """sum |v| |f(x)| in float64 over the outputs: the scale of rounding noise in phi."""
+        return self.contracted_size(self.case.output64)
+
+    def contracted_size(self, outputs) -> float:
+        """sum over outputs of |v_k| . |outputs_k|, part by part (the size of the terms phi
+        sums); ``outputs`` may be real views of complex outputs (a noise measurement)."""
+        return float(sum((real_view(v).abs().double() * real_view(o).abs().double()).sum()
+                         for v, o in zip(self.cotangents64, outputs)))
 
     @cached_property
     def measured_magnitude(self) -> float:
         """The scale of phi's rounding noise as measured: at least ``magnitude``, and more
         where the forward rounds far above its own size (log(cosh(d)) near d = 0 rounds
         cosh at 1e-16 before log cancels it), in units of eps."""
-        noise = self.case.rounding("output", in_float64=True)["output"]
-        cotangent = self.case.cotangent.to(torch.float64).abs().cpu()
-        measured = float((cotangent * noise).sum()) / differences.EPS64
+        noise = self.case.rounding("output", in_float64=True)
+        measured = self.contracted_size(tuple(
+            noise[key] for key in self.case.output_keys)) / differences.EPS64
         return max(self.magnitude, measured)
 
     def _magnitude(self, measured: bool) -> float:
         return self.measured_magnitude if measured else self.magnitude
 
     def scale(self, name: str) -> torch.Tensor:
-        return differences.step_scale(self.case.point64[name], self.case.spec.inputs[name])
+        """Each element's step scale, in real coordinates."""
+        return differences.step_scale(self.point[name], self.case.input_of(name))
+
+    def element_scale(self, name: str) -> torch.Tensor:
+        """Each element's step scale in the input's own shape (a complex element's: the
+        larger of its parts')."""
+        scale = self.scale(name)
+        return scale.amax(-1) if self.case.point64[name].is_complex() else scale
 
     def partials(self, name: str, *, measured: bool = False) -> differences.Estimate:
         """Every partial derivative of phi for input ``name`` (with ``measured``, its error
@@ -66,7 +109,7 @@ class Oracle:
         key = (name, measured)
         if key not in self._partials:
             self._partials[key] = differences.partial_derivatives(
-                self.phi, self.case.point64, name, self.scale(name), self._magnitude(measured),
+                self.phi, self.point, name, self.scale(name), self._magnitude(measured),
                 centred=True)
         estimate = self._partials[key]
         if not measured and not _trusted(estimate):
@@ -76,7 +119,7 @@ class Oracle:
     def direction(self, name: str) -> torch.Tensor:
         """A random direction, scaled like the input, with no component near zero."""
         generator = torch.Generator().manual_seed(self.case.example.cotangent_seed + 1)
-        shape = self.case.point64[name].shape
+        shape = self.point[name].shape
         uniform = 2 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1
         signed = torch.copysign(0.5 + uniform.abs(), uniform)  # one draw: size and sign
         return signed.to(self.case.device) * self.scale(name)
@@ -84,7 +127,7 @@ class Oracle:
     def gradient_direction(self, name: str, gradient: torch.Tensor) -> torch.Tensor | None:
         """The gradient itself as a direction, scaled like the input; None if it is zero."""
         scale = self.scale(name)
-        weighted = gradient.detach().to(torch.float64) * scale
+        weighted = real_view(gradient.detach()).to(torch.float64) * scale
         if not weighted.numel():
             return None
         largest = weighted.abs().max()
@@ -96,7 +139,7 @@ class Oracle:
         self, name: str, direction: torch.Tensor, *, measured: bool = False
     ) -> differences.Estimate:
         estimate = differences.directional_derivative(
-            self.phi, self.case.point64, {name: direction}, self._magnitude(measured),
+            self.phi, self.point, {name: direction}, self._magnitude(measured),
             centred=True)
         if not measured and not _trusted(estimate):
             return self.directional(name, direction, measured=True)
@@ -106,9 +149,18 @@ class Oracle:
         self, directions: dict[str, torch.Tensor], *, measured: bool = False
     ) -> differences.Estimate:
         """The derivative of phi along several inputs at once (no discarding)."""
-        directions = {name: d.to(torch.float64) for name, d in directions.items()}
+        directions = {name: real_view(d).to(torch.float64) for name, d in directions.items()}
         return differences.directional_derivative(
-            self.phi, self.case.point64, directions, self._magnitude(measured), centred=True)
+            self.phi, self.point, directions, self._magnitude(measured), centred=True)
+
+
+def _as_complex(value: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_complex(value.contiguous())
+
+
+def _wide(dtype: torch.dtype) -> torch.dtype:
+    """The float64 (complex128) twin of a cotangent's dtype."""
+    return torch.complex128 if dtype.is_complex else torch.float64
 
 
 def _trusted(estimate: differences.Estimate) -> bool:

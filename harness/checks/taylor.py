@@ -29,6 +29,7 @@ import torch
 from harness.checks.case import Case
 from harness.checks.verdict import BACKWARD_WRONG
 from harness.errors import Discarded, Fault
+from harness.numerics.allowance import real_view
 from harness.numerics.differences import nearest_neighbour_distance
 from harness.report import Failure
 
@@ -71,7 +72,7 @@ class _Walk:
 
 
 def taylor_check(case: Case) -> list[Failure]:
-    return [f for name in case.spec.differentiable if (f := _taylor_one(case, name))]
+    return [f for name in case.leaves if (f := _taylor_one(case, name))]
 
 
 def _taylor_one(case: Case, name: str) -> Failure | None:
@@ -96,7 +97,7 @@ def _walk(case: Case, name: str, direction, per_step: float, underflow: float) -
     """phi along u at t = 1, 1/4, 1/16, ..., until two remainders fall below the floor;
     a step where the forward fails or is not finite (out of its domain: cholesky of a
     matrix no longer positive definite) is left out, and smaller steps are taken."""
-    slope = float((case.autograd[name].detach().double() * direction).sum())
+    slope = float((real_view(case.autograd[name].detach()).double() * direction).sum())
     phi0, size0 = _contracted(case, case.output64)
     largest = _largest_step(case, name, direction)
     steps, remainders, sizes = [], [], []
@@ -132,8 +133,9 @@ def _gradient_allowance(case: Case, name: str, direction, *, measured: bool) -> 
 
 def _phi_noise(case: Case) -> float:
     """The measured rounding noise of phi = <v, f> in float64 at the point."""
-    noise = case.rounding("output", in_float64=True)["output"]
-    return float((case.cotangent.double().abs().cpu() * noise).sum())
+    noise = case.rounding("output", in_float64=True)
+    return case.oracle.contracted_size(tuple(noise[key].to(case.device)
+                                             for key in case.output_keys))
 
 
 def _first_order(rates: list[float]) -> bool:
@@ -150,8 +152,8 @@ def _first_order(rates: list[float]) -> bool:
 
 def _largest_step(case: Case, name: str, direction: torch.Tensor) -> float:
     """1, or less where a step that large would cross a declared kink or a tie."""
-    spec_input = case.spec.inputs[name]
-    value = case.point64[name]
+    spec_input = case.input_of(name)
+    value = case.oracle.point[name]
     reach = direction.abs().to(torch.float64)
     if not reach.numel() or not reach.max() > 0:
         return 1.0
@@ -182,17 +184,26 @@ def _probe_kink(case: Case, name: str, direction, walk: _Walk, floors: list[floa
 
 
 def _moved(case: Case, name: str, step: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {**case.point64, name: case.point64[name] + step}
+    """The point moved by ``step`` (in real coordinates) along input ``name``."""
+    return {**case.point64, name: case.point64[name] + case.oracle.as_input(name, step)}
 
 
 def _phi(case: Case, values) -> tuple[float, float]:
     """phi in float64 at ``values`` and the size of the terms it sums (its rounding scale)."""
-    return _contracted(case, case.output_at(values, torch.float64)["output"])
+    outputs = case.output_at(values, torch.float64)
+    return _contracted(case, tuple(outputs[key] for key in case.output_keys))
 
 
-def _contracted(case: Case, output: torch.Tensor) -> tuple[float, float]:
-    terms = case.cotangent.double() * output.double()
-    return float(terms.sum()), float(terms.abs().sum())
+def _contracted(case: Case, outputs) -> tuple[float, float]:
+    """(sum_k Re <v_k, f_k>, sum_k |v_k| . |f_k|) in float64."""
+    value = sum(float(_inner(v, o)) for v, o in zip(case.oracle.cotangents64, outputs))
+    return value, case.oracle.contracted_size(outputs)
+
+
+def _inner(v: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """Re sum conj(v) f: the real inner product that phi takes."""
+    terms = v.conj() * output.to(v.dtype) if v.is_complex() else v * output.double()
+    return terms.sum().real if terms.is_complex() else terms.sum()
 
 
 def _rates(remainders: list[float], floors: list[float]) -> list[float]:

@@ -14,7 +14,7 @@ from harness.checks import evaluate, verdict
 from harness.checks.case import Case
 from harness.checks.gradients import LOCALISE_LIMIT, oracle_failures
 from harness.errors import Fault, Skipped
-from harness.numerics.allowance import ORACLE_ERROR_FACTOR
+from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, real_view
 from harness.numerics.compare import judged
 from harness.report import Failure, table
 
@@ -37,18 +37,23 @@ def _torch_check(case: Case, check, label: str, judge) -> list[Failure]:
     small ones; rescaling makes the step relative and the output of order one,
     while the chain rule through ``s * z`` and ``/ c`` is exact.
     """
-    names = case.spec.differentiable
-    scales = {name: case.oracle.scale(name) for name in names}
+    names = case.leaves
+    scales = {name: case.oracle.element_scale(name) for name in names}
     fixed = {n: v for n, v in case.point64.items() if n not in names}
 
     output_scale = _output_scale(case, scales)
 
     def rescaled(*unit_values):
         values = {n: z * scales[n] for n, z in zip(names, unit_values)}
-        return case.spec.forward({**fixed, **values, **case.dims}) / output_scale
+        result = case.spec.forward(evaluate.arguments(case.spec, {**fixed, **values},
+                                                      case.example))
+        if isinstance(result, (tuple, list)):  # the floating outputs: the differentiated
+            return tuple(e / output_scale for e in result if _floating(e))
+        return result / output_scale
 
     unit = tuple((case.point64[n] / scales[n]).requires_grad_() for n in names)
-    entries = sum(z.numel() for z in unit) * max(case.result.numel(), 1)
+    outputs = sum(t.numel() for t in case.outputs.tensors)
+    entries = sum(z.numel() for z in unit) * max(outputs, 1)
     try:
         check(rescaled, unit, nondet_tol=case.spec.nondet_tol,
               fast_mode=entries > GRADCHECK_FULL_LIMIT, raise_exception=True)
@@ -67,13 +72,18 @@ def _output_scale(case: Case, scales: dict[str, torch.Tensor]) -> float:
     gradient stays wrong relative to any c, so taking its size from autograd hides nothing.
     """
     with torch.no_grad():
-        size = float(case.output64.abs().amax()) if case.output64.numel() else 0.0
-        cotangent = float(case.cotangent.abs().amax()) if case.cotangent.numel() else 0.0
+        size = max((float(o.abs().amax()) for o in case.output64 if o.numel()), default=0.0)
+        cotangent = max((float(v.abs().amax()) for v in case.cotangents if v.numel()),
+                        default=0.0)
         for name, scale in scales.items():
-            jacobian = case.autograd[name].detach().double().cpu() * scale.cpu()
+            jacobian = case.autograd[name].detach().abs().double().cpu() * scale.cpu()
             if jacobian.numel() and cotangent > 0:
                 size = max(size, float(jacobian.abs().max()) / cotangent)
     return size if size > 0 and math.isfinite(size) else 1.0
+
+
+def _floating(entry) -> bool:
+    return isinstance(entry, torch.Tensor) and (entry.is_floating_point() or entry.is_complex())
 
 
 def _triangulated(case: Case, label: str, error: str) -> list[Failure]:
@@ -93,7 +103,7 @@ def _triangulated(case: Case, label: str, error: str) -> list[Failure]:
 
 def _second_order(case: Case, label: str, error: str) -> list[Failure]:
     """gradgradcheck's verdict, unless the point has a kink (the oracle says so)."""
-    for name in case.spec.differentiable:
+    for name in case.leaves:
         if case.point64[name].numel() <= LOCALISE_LIMIT:
             case.oracle.partials(name)  # raises Discarded where one-sided differences disagree
     return _failure(case, label, error, None)
@@ -102,7 +112,7 @@ def _second_order(case: Case, label: str, error: str) -> list[Failure]:
 def _failure(case: Case, label: str, error: str, fallback: str | None, extra=()) -> list[Failure]:
     lines = [line for line in error.splitlines() if line.strip()][:16]
     culprit = re.search(r"with respect to input (\d+)", error)
-    names = case.spec.differentiable
+    names = case.leaves
     name = names[int(culprit.group(1))] if culprit else fallback
     summary = f"Gradient of {name!r} is wrong" if name else f"torch.autograd.{label} failed"
     return [case.failure(summary, verdict.BACKWARD_WRONG,
@@ -111,22 +121,26 @@ def _failure(case: Case, label: str, error: str, fallback: str | None, extra=())
 
 
 def forward_mode_check(case: Case) -> list[Failure]:
-    names = case.spec.differentiable
-    tangents = {n: case.oracle.direction(n).to(case.dtype) for n in names}
+    names = case.leaves
+    tangents = {n: evaluate.cast(case.oracle.as_input(n, case.oracle.direction(n)), case.dtype)
+                for n in names}
     jvp = _forward_mode_jvp(case, tangents)
-    v = case.cotangent
-    lhs = (v.double() * jvp.double()).sum().cpu()
-    rhs = sum((case.autograd[n].double() * tangents[n].double()).sum().cpu() for n in names)
-    cheap = case.allowance(jvp).projected(v)
+    cotangents = case.cotangents
+    lhs = sum(_inner(v, t) for v, t in zip(cotangents, jvp))
+    rhs = sum(_inner(tangents[n], case.autograd[n]) for n in names)
+    cheap = Allowance()
+    for v, t in zip(cotangents, jvp):
+        cheap = cheap.plus(**dict(case.allowance(t).projected(v)))
     for n in names:
         cheap = cheap.plus(**dict(case.allowance(case.autograd[n]).projected(tangents[n])))
 
     def measured() -> dict[str, torch.Tensor]:
-        tangent = case.rounding("tangent", _tangent_quantity(case, tangents))["output"]
-        reverse = sum((case.rounding("autograd")[n] * tangents[n].abs().double().cpu()).sum()
-                      for n in names)
-        return {"forward-mode rounding": (tangent * v.abs().double().cpu()).sum(),
-                "autograd rounding": reverse}
+        tangent = case.rounding("tangent", _tangent_quantity(case, tangents))
+        forward = sum((tangent[key] * real_view(v).abs().double().cpu()).sum()
+                      for key, v in zip(case.output_keys, cotangents))
+        reverse = sum((case.rounding("autograd")[n] * real_view(tangents[n]).abs().double()
+                       .cpu()).sum() for n in names)
+        return {"forward-mode rounding": forward, "autograd rounding": reverse}
 
     failures = []
     mismatch = judged(lhs, rhs, cheap, measured)
@@ -139,7 +153,15 @@ def forward_mode_check(case: Case) -> list[Failure]:
     return failures
 
 
-def _forward_mode_jvp(case: Case, tangents) -> torch.Tensor:
+def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Re sum conj(a) b, in float64 (complex128), on the CPU."""
+    a, b = a.detach().cpu(), b.detach().cpu()
+    if a.is_complex() or b.is_complex():
+        return (a.to(torch.complex128).conj() * b.to(torch.complex128)).sum().real
+    return (a.double() * b.double()).sum()
+
+
+def _forward_mode_jvp(case: Case, tangents) -> tuple[torch.Tensor, ...]:
     try:
         return _dual_tangent(case, case.values, tangents)
     except (NotImplementedError, RuntimeError) as error:
@@ -149,25 +171,29 @@ def _forward_mode_jvp(case: Case, tangents) -> torch.Tensor:
         raise Fault(f"forward under forward-mode AD raised {text}") from error
 
 
-def _dual_tangent(case: Case, point, tangents) -> torch.Tensor:
-    """The output tangent of the forward at ``point`` along ``tangents`` (forward-mode AD)."""
+def _dual_tangent(case: Case, point, tangents) -> tuple[torch.Tensor, ...]:
+    """The tangent of each differentiable output of the forward at ``point`` along
+    ``tangents`` (forward-mode AD)."""
     with forward_ad.dual_level(), warnings.catch_warnings():
         # torch's forward-AD decompositions go through the deprecated torch.jit.script
         warnings.filterwarnings("ignore", ".*torch.jit.script", DeprecationWarning)
         duals = {n: forward_ad.make_dual(v.detach(), tangents[n]) if n in tangents
                  else v.detach() for n, v in point.items()}
-        output = case.spec.forward({**duals, **case.dims})
-        tangent = forward_ad.unpack_dual(output).tangent
-    return torch.zeros_like(output) if tangent is None else tangent
+        result = case.spec.forward(evaluate.arguments(case.spec, duals, case.example))
+        entries = tuple(result) if isinstance(result, (tuple, list)) else (result,)
+        outputs = [e for e in entries if _floating(e)]
+        unpacked = [forward_ad.unpack_dual(o) for o in outputs]
+        return tuple(torch.zeros_like(u.primal) if u.tangent is None else u.tangent
+                     for u in unpacked)
 
 
 def _tangent_quantity(case: Case, tangents):
-    """Forward mode's output tangent as a quantity the noise model reruns."""
+    """Forward mode's output tangents as a quantity the noise model reruns."""
 
     def tangent_at(point, dtype) -> dict[str, torch.Tensor]:
-        moved = {n: t.to(dtype) for n, t in tangents.items()}
+        moved = {n: evaluate.cast(t, dtype) for n, t in tangents.items()}
         try:
-            return {"output": _dual_tangent(case, point, moved)}
+            return dict(zip(case.output_keys, _dual_tangent(case, point, moved)))
         except Exception as error:  # under simulated rounding, or a step away
             raise Fault(f"forward under forward-mode AD raised {error}") from error
 
@@ -203,33 +229,65 @@ def _dot_product_failure(case, tangents, lhs, rhs, mismatch) -> Failure | None:
 
 
 def _jvp_formula_failures(case, tangents, jvp) -> list[Failure]:
-    formula = _jvp_formula(case, case.values, tangents, case.result)
-    if formula.shape != jvp.shape:
-        raise Fault(f"jvp returned shape {tuple(formula.shape)}, the output has "
-                             f"shape {tuple(jvp.shape)} — return the output's tangent")
+    formula = _jvp_formula(case, case.values, tangents, case.outputs)
 
     def formula_at(point, dtype) -> dict[str, torch.Tensor]:
-        result = case.output_at(point, dtype)["output"]
-        moved = {n: t.to(dtype) for n, t in tangents.items()}
-        return {"output": _jvp_formula(case, point, moved, result)}
+        values = {n: v.detach() for n, v in point.items()}
+        result = evaluate.call(case.spec.forward,
+                               evaluate.arguments(case.spec, values, case.example))
+        outputs = evaluate.Outputs.of(result, "forward", like=None)
+        moved = {n: evaluate.cast(t, dtype) for n, t in tangents.items()}
+        return dict(zip(case.output_keys, _jvp_formula(case, point, moved, outputs)))
 
-    def measured() -> dict[str, torch.Tensor]:
-        return {"jvp formula rounding": case.rounding("jvp", formula_at)["output"],
-                "forward-mode rounding": case.rounding(
-                    "tangent", _tangent_quantity(case, tangents))["output"]}
+    failures = []
+    for k, (key, ours, theirs) in enumerate(zip(case.output_keys, formula, jvp)):
+        def measured(key=key) -> dict[str, torch.Tensor]:
+            return {"jvp formula rounding": case.rounding("jvp", formula_at)[key],
+                    "forward-mode rounding": case.rounding(
+                        "tangent", _tangent_quantity(case, tangents))[key]}
 
-    mismatch = judged(formula, jvp, case.allowance(jvp), measured)
-    if not mismatch:
-        return []
-    details = [*mismatch.lines(), *table({"jvp formula": formula, "forward mode": jvp},
-                                         mismatch.worst)]
-    return [case.failure("Output tangent is wrong", "the jvp formula is likely wrong", details)]
+        mismatch = judged(ours, theirs, case.allowance(theirs), measured)
+        if mismatch:
+            details = [*mismatch.lines(), *table({"jvp formula": ours, "forward mode": theirs},
+                                                 mismatch.worst)]
+            which = case.outputs.label(case.outputs.differentiable[k])
+            failures.append(case.failure(f"Output tangent{which} is wrong",
+                                         "the jvp formula is likely wrong", details))
+    return failures
 
 
-def _jvp_formula(case: Case, point, tangents, result) -> torch.Tensor:
-    scope = {n: v.detach() for n, v in point.items()}
-    scope.update(case.dims, result=result.detach(), **{f"{n}_t": t for n, t in tangents.items()})
-    return evaluate.checked_output(evaluate.call(case.spec.jvp, scope), "jvp", case.result)
+def _jvp_formula(case: Case, point, tangents, outputs) -> tuple[torch.Tensor, ...]:
+    """The spec's jvp at ``point``: one tangent per differentiable output, each checked to
+    have its output's shape."""
+    scope = evaluate.arguments(case.spec, {n: v.detach() for n, v in point.items()},
+                               case.example)
+    detached = outputs.detached()
+    scope.update(result=detached.packed(list(detached.tensors)),
+                 **{f"{n}_t": t for n, t in _packed_tangents(case, tangents).items()})
+    returned = evaluate.call(case.spec.jvp, scope)
+    if outputs.multi:
+        if not isinstance(returned, (tuple, list)) or len(returned) != len(outputs.entries):
+            raise Fault(f"jvp returned {type(returned).__name__}, the forward returns "
+                        f"{len(outputs.entries)} outputs — return one tangent per output "
+                        f"(None for an output that is not differentiated)")
+        returned = [returned[k] for k in outputs.differentiable]
+    else:
+        returned = [returned]
+    checked = []
+    for k, (tangent, output) in enumerate(zip(returned, outputs.tensors)):
+        tangent = evaluate.checked_output(tangent, "jvp", output)
+        if tangent.shape != output.shape:
+            raise Fault(f"jvp returned shape {tuple(tangent.shape)} for output {k} of shape "
+                        f"{tuple(output.shape)} — return the output's tangent")
+        checked.append(tangent)
+    return tuple(checked)
+
+
+def _packed_tangents(case: Case, tangents) -> dict[str, object]:
+    """The tangents as the jvp takes them: ``x_t`` per input, a list input's as a list."""
+    return {name: value for name, value in
+            evaluate.arguments(case.spec, {**case.values, **tangents}, case.example).items()
+            if name in case.spec.differentiable}
 
 
 def devices_check(case: Case) -> list[Failure]:
@@ -238,8 +296,9 @@ def devices_check(case: Case) -> list[Failure]:
     if not torch.cuda.is_available():
         raise Skipped("CUDA not available")
     cpu_values = evaluate.prepared(case.spec, case.example, case.dtype, "cpu")
-    result = evaluate.forward(case.spec, cpu_values, case.dims)
-    cpu_grads = evaluate.autograd_vjp(case.spec, cpu_values, result, case.cotangent.cpu())
+    outputs = evaluate.forward(case.spec, cpu_values, case.example)
+    cpu_grads = evaluate.autograd_vjp(case.spec, cpu_values, outputs,
+                                      [v.cpu() for v in case.cotangents], case.example)
     failures = []
     for name, grad in cpu_grads.items():
         def measured(name=name) -> dict[str, torch.Tensor]:  # each device rounds

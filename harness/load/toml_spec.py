@@ -15,10 +15,10 @@ from harness.spec import Input, Spec
 
 FORMULA_KEYS = ("forward", "backward", "jvp", "reference")  # compiled through the whitelist
 # Passed to Spec as they are (Spec checks them).
-OPTION_KEYS = ("dims", "checks", "dtypes", "tolerances", "twice_differentiable", "benchmark",
-               "nondet_tol")
+OPTION_KEYS = ("dims", "params", "checks", "dtypes", "tolerances", "twice_differentiable",
+               "benchmark", "nondet_tol")
 SPEC_KEYS = ("doc", *FORMULA_KEYS, "inputs", *OPTION_KEYS, "examples")
-INPUT_KEYS = ("shape", "low", "high", "requires_grad", "kinks", "unique")
+INPUT_KEYS = ("shape", "low", "high", "requires_grad", "kinks", "unique", "dtype", "count")
 
 
 def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
@@ -38,7 +38,8 @@ def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
     with at_key("inputs"):
         inputs = _inputs(table.get("inputs"))
     dim_names = sorted({d for spec_input in inputs.values() for d in spec_input.dim_names})
-    variables = [*inputs, *dim_names]
+    params = table.get("params")
+    variables = [*inputs, *dim_names, *(params if isinstance(params, Mapping) else ())]
     differentiable = [n for n, i in inputs.items() if i.requires_grad]
     options = {key: table[key] for key in OPTION_KEYS if key in table}
     with at_key("forward"):

@@ -70,11 +70,12 @@ class Allowance:
         return total
 
     def projected(self, direction: torch.Tensor) -> Allowance:
-        """The allowance of a sum sum_i x_i u_i: each term becomes sum_i term_i |u_i|.
+        """The allowance of a sum sum_i x_i u_i (Re sum conj(x_i) u_i for complex ones): each
+        term becomes sum_i term_i |u_i|, part by part.
 
         This is how a per-element allowance judges a directional derivative.
         """
-        weights = direction.detach().abs().to(torch.float64).cpu()
+        weights = real_view(direction.detach()).abs().to(torch.float64).cpu()
         return Allowance(tuple(
             (name, value * weights.sum() if value.dim() == 0 else (value * weights).sum())
             for name, value in self))
@@ -96,6 +97,18 @@ class Allowance:
 
     def __contains__(self, name: str) -> bool:
         return any(term == name for term, _ in self.terms)
+
+
+def real_view(value: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as its real view (a trailing dim of 2: real, imaginary part), so
+    that every comparison, allowance and projection works part by part; a real tensor as
+    it is. PyTorch's complex gradient is d/dRe + i d/dIm: its real view is the gradient of
+    the real parts and the imaginary parts.
+
+    >>> real_view(torch.tensor([1 + 2j])).tolist()
+    [[1.0, 2.0]]
+    """
+    return torch.view_as_real(value.resolve_conj()) if value.is_complex() else value
 
 
 def _check_term(name: str, value: torch.Tensor) -> None:
@@ -145,16 +158,18 @@ class Tolerance:
         nondet_tol: float = 0.0,
     ) -> Tolerance:
         """The floor for ``dtype``; ``declared`` is the spec's ``{rtol, atol}`` for it."""
-        info = torch.finfo(dtype)
+        info = torch.finfo(dtype)  # a complex dtype's: its parts'
+
         declared = declared or {}
         return cls(rtol=declared.get("rtol", FLOOR_ULPS * info.eps),
                    atol=declared.get("atol", 0.0), underflow=info.tiny,
                    nondet_tol=nondet_tol)
 
     def floor(self, expected: torch.Tensor) -> Allowance:
-        """The floor's terms for values like ``expected``; an expected value that is not
-        finite gets none (its difference is NaN or inf: a mismatch anyway)."""
-        magnitude = expected.detach().abs().to(torch.float64).cpu()
+        """The floor's terms for values like ``expected`` (a complex one's real view: each
+        part its own); an expected value that is not finite gets none (its difference is
+        NaN or inf: a mismatch anyway)."""
+        magnitude = real_view(expected.detach()).abs().to(torch.float64).cpu()
         magnitude = torch.where(torch.isfinite(magnitude), magnitude, 0.0)
         terms = [("tolerance", self.rtol * magnitude + self.atol),
                  ("underflow", torch.tensor(self.underflow, dtype=torch.float64))]

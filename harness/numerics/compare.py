@@ -1,9 +1,10 @@
 """Comparing two values element by element against an Allowance, as data for the message.
 
 ``compare`` returns ``None`` when every element of ``actual`` is within its allowance
-of ``expected``, else a ``Mismatch``: how many elements miss, the greatest
-absolute and relative differences with their index and what was allowed there
-(term by term), and the worst elements for the table. Shapes are compared first.
+of ``expected`` (complex values part by part, on their real views), else a
+``Mismatch``: how many elements miss, the greatest absolute and relative
+differences with their index and what was allowed there (term by term), and the
+worst elements for the table. Shapes are compared first.
 ``judged`` pays for the costly terms of an allowance (measured rounding noise)
 only when the cheap terms alone do not pass the comparison: an allowance only
 grows as terms are added, so a pass on the cheap terms is a pass.
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.numerics.allowance import Allowance
+from harness.numerics.allowance import Allowance, real_view
 
 WORST_SHOWN = 5
 
@@ -66,6 +67,9 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, allowance: Allowance) 
     """  # noqa: E501
     if actual.shape != expected.shape:
         return Mismatch(1, 1, shapes=(tuple(actual.shape), tuple(expected.shape)))
+    if actual.is_complex() or expected.is_complex():  # part by part, on the real views
+        actual, expected = (real_view(v.detach().to(torch.complex128)) for v in (actual,
+                                                                                 expected))
     actual = actual.detach().to(torch.float64).cpu()
     expected = expected.detach().to(torch.float64).cpu()
     allowed = allowance.total.expand_as(expected)

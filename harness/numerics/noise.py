@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 import torch
 
 from harness.errors import Fault
+from harness.numerics.allowance import real_view
 from harness.numerics.rounding import SimulatedRounding, unit_roundoff
 
 Values = Mapping[str, torch.Tensor]
@@ -62,7 +63,7 @@ class NoiseModel:
     def __init__(self, values: Values, dtype: torch.dtype, seed: int):
         self.values = {name: value.detach() for name, value in values.items()}
         self.dtype, self.seed = dtype, seed
-        self.point64 = {name: value.to(torch.float64) for name, value in self.values.items()}
+        self.point64 = {name: _in(value, torch.float64) for name, value in self.values.items()}
 
     def measure(self, quantity: Quantity, *, neighbours: bool = True) -> dict[str, torch.Tensor]:
         """NOISE_FACTOR x the largest change of each of the quantity's tensors (float64, CPU).
@@ -84,7 +85,7 @@ class NoiseModel:
     ) -> Iterator[tuple[dict, Iterator, float]]:
         """(base, samples, scale): each sample's change from its base, times scale, counts."""
         base64 = _evaluated(quantity, self.point64, torch.float64)
-        low = self.dtype != torch.float64
+        low = _REAL.get(self.dtype, self.dtype) != torch.float64
         roundoff = unit_roundoff(self.dtype) if low else SIMULATED_FLOAT64
         simulated = list(self._simulated(quantity, roundoff, generator))
         if simulated:
@@ -99,7 +100,7 @@ class NoiseModel:
 
     def _neighbours(self, quantity: Quantity, dtype: torch.dtype, generator) -> Iterator[dict]:
         for _ in range(NEIGHBOURS):
-            moved = {name: _next_to(value, self.dtype, generator).to(dtype)
+            moved = {name: _in(_next_to(value, self.dtype, generator), dtype)
                      for name, value in self.values.items()}
             try:
                 yield _evaluated(quantity, moved, dtype)
@@ -116,8 +117,21 @@ class NoiseModel:
             yield sample
 
 
+def _in(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A float value in ``dtype`` (a complex one in its complex twin); an integer or bool
+    one (an index, a mask) as it is."""
+    if value.is_complex():
+        return value.to(_COMPLEX.get(dtype, dtype))
+    return value.to(dtype) if value.is_floating_point() else value
+
+
+_COMPLEX = {torch.float64: torch.complex128, torch.float32: torch.complex64}
+_REAL = {torch.complex128: torch.float64, torch.complex64: torch.float32}
+
+
 def _evaluated(quantity: Quantity, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    return {key: value.detach().to(torch.float64).cpu()
+    return {key: value.detach().to(torch.complex128 if value.is_complex() else
+                                   torch.float64).cpu()
             for key, value in quantity(point, dtype).items()}
 
 
@@ -125,13 +139,17 @@ def _widen(spread: dict[str, torch.Tensor], base: Mapping, sample: Mapping, scal
     """Grow each spread by scale |sample - base|, where both are finite: a run that broke
     the algorithm (a square root of a variance rounded below zero) says nothing of rounding."""
     for key, value in base.items():
-        change = (sample[key] - value).abs() * scale
+        change = real_view(sample[key] - value).abs() * scale
         change = torch.where(torch.isfinite(change), change, 0.0)
         spread[key] = torch.maximum(spread.get(key, torch.zeros_like(change)), change)
 
 
 def _next_to(value: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
-    """Every element moved by one or two floats of ``dtype``, up or down, drawn per element."""
+    """Every element moved by one or two floats of ``dtype``, up or down, drawn per element
+    (each part of a complex one)."""
+    if value.is_complex():
+        parts = _next_to(torch.view_as_real(value), _REAL.get(dtype, dtype), generator)
+        return torch.view_as_complex(parts.contiguous())
     if not value.is_floating_point():
         return value
     up = torch.rand(value.shape, generator=generator) < 0.5

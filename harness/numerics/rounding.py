@@ -162,13 +162,20 @@ class SimulatedRounding(dispatch_mode()):
         return result
 
     def _noise(self, value: torch.Tensor) -> torch.Tensor:
-        """Uniform in [-u, u], drawn on the CPU (the generator's device) and moved."""
-        draw = torch.rand(value.shape, generator=self.generator, dtype=torch.float64)
-        return (self.unit_roundoff * (2 * draw - 1)).to(value.device)
+        """Uniform in [-u, u] (in each part of a complex value: each rounds), drawn on the
+        CPU (the generator's device) and moved."""
+        shape = (*value.shape, 2) if value.is_complex() else value.shape
+        draw = self.unit_roundoff * (2 * torch.rand(shape, generator=self.generator,
+                                                    dtype=torch.float64) - 1)
+        return (torch.view_as_complex(draw) if value.is_complex() else draw).to(value.device)
 
     def _relative(self, value):
         if not _is_float64(value):
             return value
+        if value.is_complex():  # each part errs relatively to itself
+            parts = torch.view_as_real(value.resolve_conj())
+            noise = torch.view_as_real(self._noise(value))
+            return torch.view_as_complex((parts * (1 + noise)).contiguous())
         return value * (1 + self._noise(value))
 
     def _absolute(self, value, magnitude):
@@ -178,9 +185,10 @@ class SimulatedRounding(dispatch_mode()):
 
 
 def _is_float64(value) -> bool:
-    """A dense float64 tensor with storage (not a ZeroTensor: forward AD's zero tangents
-    have none, and arithmetic on one crashes)."""
-    return (isinstance(value, torch.Tensor) and value.dtype == torch.float64
+    """A dense float64 (or complex128) tensor with storage (not a ZeroTensor: forward
+    AD's zero tangents have none, and arithmetic on one crashes)."""
+    return (isinstance(value, torch.Tensor)
+            and value.dtype in (torch.float64, torch.complex128)
             and value.layout == torch.strided and not is_zero_tensor(value))
 
 

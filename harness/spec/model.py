@@ -14,11 +14,13 @@ from harness.spec.examples import checked_examples
 from harness.spec.input import RESERVED_NAMES, Input, is_real
 from harness.spec.nn_module import module_spec_parts
 from harness.spec.options import (
+    check_integer_bounds,
     check_memory,
     checked_benchmark,
     checked_checks,
     checked_dims,
     checked_dtypes,
+    checked_params,
     checked_tolerances,
 )
 
@@ -28,9 +30,14 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 class Spec:
     """A function, its inputs and what is known of its gradient.
 
-    ``forward`` takes the inputs (and any dims it names) by keyword. ``backward``
-    maps an input's name to its analytic vector-Jacobian product, a callable
-    taking any of ``grad``, ``result``, the inputs and the dims by keyword.
+    ``forward`` takes the inputs (and any dims and params it names) by keyword and
+    returns a tensor, or a tuple or list of them (an integer or other non-float
+    output, such as topk's indices, is not differentiated). ``backward`` maps an
+    input's name to its analytic vector-Jacobian product, a callable taking any of
+    ``grad`` (the cotangent; a tuple with one entry per output for a tuple forward),
+    ``result`` (likewise), the inputs, the dims and the params by keyword.
+    ``params`` maps a name to the values a non-tensor argument is drawn from
+    (``{"dim": [0, -1]}``), shrinking to the first.
 
     >>> import torch
     >>> cube = Spec(
@@ -52,6 +59,7 @@ class Spec:
         jvp: Callable[..., Any] | None = None,
         reference: Callable[..., Any] | None = None,
         dims: Mapping[str, Sequence[int]] | None = None,
+        params: Mapping[str, Sequence[Any]] | None = None,
         checks: Sequence[str] | None = None,
         dtypes: Sequence[str] | None = None,
         tolerances: Mapping[str, Mapping[str, float]] | None = None,
@@ -72,7 +80,7 @@ class Spec:
             _check_name(name)
             self._build(
                 forward=forward, inputs=inputs, backward=backward, jvp=jvp,
-                reference=reference, dims=dims, checks=checks, dtypes=dtypes,
+                reference=reference, dims=dims, params=params, checks=checks, dtypes=dtypes,
                 tolerances=tolerances, twice_differentiable=twice_differentiable,
                 examples=examples, doc=doc, benchmark=benchmark, nondet_tol=nondet_tol,
             )
@@ -93,7 +101,7 @@ class Spec:
         return spec
 
     def _build(
-        self, *, forward, inputs, backward, jvp, reference, dims, checks, dtypes,
+        self, *, forward, inputs, backward, jvp, reference, dims, params, checks, dtypes,
         tolerances, twice_differentiable, examples, doc, benchmark, nondet_tol,
     ) -> None:
         """Check every argument in turn, each SpecError tagged with its spec-file key."""
@@ -101,7 +109,11 @@ class Spec:
             self.inputs = _checked_inputs(inputs)
         with at_key("dims"):
             self.dims = checked_dims(dims, self.inputs)
-        variables = {**{n: "input" for n in self.inputs}, **{d: "dim" for d in self.dims}}
+        check_integer_bounds(self.inputs, self.dims, dims or {})
+        with at_key("params"):
+            self.params = checked_params(params, [*self.inputs, *self.dims, *RESERVED_NAMES])
+        variables = {**{n: "input" for n in self.inputs}, **{d: "dim" for d in self.dims},
+                     **{p: "param" for p in self.params}}
         with at_key("forward"):
             self.forward = KeywordCall(forward, "forward", variables)
         self.backward = _checked_backward(backward, self.inputs, variables)
@@ -114,6 +126,7 @@ class Spec:
             self.checks = checked_checks(checks)
         with at_key("dtypes"):
             self.dtypes = checked_dtypes(dtypes)
+            _check_complex_inputs(self.inputs, self.dtypes)
         with at_key("tolerances"):
             self.tolerances = checked_tolerances(tolerances)
         if not isinstance(twice_differentiable, bool):
@@ -184,6 +197,17 @@ class Spec:
             return cls._invalid(error, spec_options["path"], spec_options.get("line"),
                                 spec_options.get("name"))
         return cls(forward=call, inputs=all_inputs, **spec_options)
+
+
+def _check_complex_inputs(inputs: Mapping[str, Input], dtypes: Sequence[str]) -> None:
+    """Kinks are points of the real line: a complex item's inputs have none."""
+    complex_dtypes = [d for d in dtypes if d.startswith("complex")]
+    for name, value in inputs.items():
+        if value.kinks and complex_dtypes:
+            raise SpecError(
+                f"inputs.{name} declares kinks={list(value.kinks)!r} and the spec runs in "
+                f"{', '.join(complex_dtypes)} — kinks are points on the real line; drop "
+                f"them or the complex dtypes")
 
 
 def _check_name(name: object) -> None:

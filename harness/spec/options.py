@@ -46,9 +46,61 @@ def checked_dims(dims: object, inputs: Mapping[str, Input]) -> dict[str, tuple[i
 
 def _first_use(dim: str, inputs: Mapping[str, Input]) -> tuple[int, int]:
     for i, value in enumerate(inputs.values()):
-        if dim in value.shape:
-            return i, value.shape.index(dim)
+        if dim in value.dim_names:
+            return i, value.dim_names.index(dim)
     return len(inputs), 0
+
+
+def check_integer_bounds(inputs: Mapping[str, Input], dims: Mapping[str, tuple[int, int]],
+                         declared: Mapping[str, object]):
+    """An integer input's bound names a dim some shape uses or ``dims`` declares, and its
+    range [low, high) is never empty, whatever sizes its dims take."""
+    shaped = {size for value in inputs.values() for size in value.shape if isinstance(size, str)}
+    for name, value in inputs.items():
+        if not value.is_integral or value.dtype == "bool":
+            continue
+        for bound in ("low", "high"):
+            dim = getattr(value, bound)
+            if isinstance(dim, str) and dim not in shaped and dim not in declared:
+                raise SpecError(
+                    f"inputs.{name}: {bound}={dim!r} names a dim that no input's shape uses "
+                    f"and dims does not declare{did_you_mean(dim, shaped)} — declare it, "
+                    f"e.g. dims = {{{dim} = [1, 8]}}", key=f"inputs.{name}")
+        largest_low = dims[value.low][1] if isinstance(value.low, str) else value.low
+        smallest_high = dims[value.high][0] if isinstance(value.high, str) else value.high
+        if not largest_low < smallest_high:
+            shown = (f"low={value.low!r} (up to {largest_low}), high={value.high!r} (from "
+                     f"{smallest_high})")
+            raise SpecError(
+                f"inputs.{name}: {shown} can leave no integer to draw (high is exclusive) — "
+                f"raise the dim's minimum or lower low", key=f"inputs.{name}")
+
+
+def checked_params(params: object, taken: Sequence[str]) -> dict[str, tuple]:
+    """{name: values}: non-tensor arguments drawn from their lists (shrinking to the first).
+
+    ``taken`` are the names already meaning something (inputs, dims, grad, ...).
+    """
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise SpecError(f"params={params!r} must map names to lists of values, "
+                        f"e.g. params={{'dim': [0, -1]}}")
+    checked = {}
+    for name, values in params.items():
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise SpecError(f"params name {name!r} is not a valid name — use letters, digits "
+                            f"and underscores")
+        if name in taken:
+            raise SpecError(f"params.{name} has the name of an input, a dim or a formula "
+                            f"variable — rename it")
+        if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
+            raise SpecError(f"params.{name}={values!r} is not a list of values — write e.g. "
+                            f"{name} = [0, -1]")
+        if not values:
+            raise SpecError(f"params.{name}=[] lists no value to draw — give at least one")
+        checked[name] = tuple(values)
+    return checked
 
 
 def _checked_range(name: str, bounds: object) -> tuple[int, int]:
