@@ -7,7 +7,8 @@ wrong. A failure that is only "The spec's code failed" or "Most examples could
 not be judged" does not count as catching a bug, except for the entries whose
 bug IS a wrong shape (``fault=True``).
 
-Seeds 0-2 run by default; ``pytest -m heavy`` runs seeds 3-9. Only finding the
+Seeds 0-2 run by default; ``pytest -m heavy`` runs seeds 3-9. On the CPU unless
+``--corpus-device=cuda`` (tests/conftest.py). Only finding the
 bug counts, so Hypothesis' shrink phase (most of the time of a failure) is
 skipped, except at seed 0 for the few entries in ``SHRUNK``, which run verify as a
 user gets it.
@@ -59,15 +60,17 @@ def _seeds():
 
 @pytest.mark.parametrize("seed", list(_seeds()))
 @pytest.mark.parametrize(("entry", "check", "dtype"), list(_cases()))
-def test_planted_bug_is_caught(entry: Planted, check: str, dtype: str, seed: int) -> None:
+def test_planted_bug_is_caught(entry: Planted, check: str, dtype: str, seed: int,
+                               corpus_device: str) -> None:
     shrink = seed == 0 and entry.name in SHRUNK
-    report = verify(entry.spec, checks=[check], dtype=DTYPES[dtype], seed=seed,
-                    max_examples=MAX_EXAMPLES, settings=QUICK if shrink else NO_SHRINK)
+    report = verify(entry.spec, checks=[check], device=corpus_device, dtype=DTYPES[dtype],
+                    seed=seed, max_examples=MAX_EXAMPLES,
+                    settings=QUICK if shrink else NO_SHRINK)
     assert not report.passed, (
         f"planted bug not caught by {check} in {dtype} (seed {seed}): {entry.bug}\n{report}")
     assert report.examples > 0
     headline = str(report).splitlines()[0]
-    assert f"in spec {entry.name!r} [{check}, cpu, {dtype}]" in headline, headline
+    assert f"in spec {entry.name!r} [{check}, {corpus_device}, {dtype}]" in headline, headline
     assert {failure.check for failure in report.failures} == {check}
     if entry.fault:
         assert headline.startswith("The spec's code failed"), headline
@@ -86,9 +89,9 @@ GRADCHECK_NAMING = [entry for entry in CORPUS if "gradcheck" in entry.catches
 
 
 @pytest.mark.parametrize("entry", GRADCHECK_NAMING, ids=[e.name for e in GRADCHECK_NAMING])
-def test_gradcheck_headline_names_the_input(entry: Planted) -> None:
-    report = verify(entry.spec, checks=["gradcheck"], seed=0, max_examples=MAX_EXAMPLES,
-                    settings=NO_SHRINK)
+def test_gradcheck_headline_names_the_input(entry: Planted, corpus_device: str) -> None:
+    report = verify(entry.spec, checks=["gradcheck"], device=corpus_device, seed=0,
+                    max_examples=MAX_EXAMPLES, settings=NO_SHRINK)
     assert not report.passed
     assert repr(entry.input) in str(report).splitlines()[0], str(report)
 

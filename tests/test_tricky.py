@@ -6,7 +6,9 @@ custom Function without a jvp). On a failure the whole report is printed. A
 false positive found is fixed in the harness and its example joins the corpus:
 there is no list of known ones.
 
-Seeds 0-1 run by default; ``pytest -m heavy`` runs seeds 2-14.
+Seeds 0-1 run by default; ``pytest -m heavy`` runs seeds 2-14. On the CPU unless
+``--corpus-device=cuda`` (tests/conftest.py); the checks that apply are the same on
+either device (``devices``, the one CUDA-only check, is left out).
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ def _seeds():
 
 @pytest.mark.parametrize("seed", list(_seeds()))
 @pytest.mark.parametrize(("entry", "check", "dtype"), list(_cases()))
-def test_tricky_spec_passes(entry: Tricky, check: str, dtype: str, seed: int) -> None:
-    report = verify(entry.spec, checks=[check], dtype=DTYPES[dtype], seed=seed,
-                    max_examples=MAX_EXAMPLES, settings=QUICK)
+def test_tricky_spec_passes(entry: Tricky, check: str, dtype: str, seed: int,
+                            corpus_device: str) -> None:
+    report = verify(entry.spec, checks=[check], device=corpus_device, dtype=DTYPES[dtype],
+                    seed=seed, max_examples=MAX_EXAMPLES, settings=QUICK)
     assert report.passed, f"false positive on a right spec ({entry.why}), seed {seed}:\n{report}"
     assert report.examples > report.discarded, str(report)
     skipped = check in report.skipped
