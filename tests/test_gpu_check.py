@@ -78,7 +78,7 @@ def test_a_dry_run_shows_each_parts_command_within_the_budget() -> None:
     assert sum(budgets.values()) <= 420  # 8 minutes with the 10 s to stop each and the start
     specs, corpora, devices, benchmarks = lines
     assert "specs --harness-devices=cuda" in specs
-    assert "--harness-dtypes=float64,float32,float16,bfloat16" in specs
+    assert "--harness-dtypes=float64,float32,float16,bfloat16,complex128,complex64" in specs
     assert "-m 'not devices'" in specs and "-m devices" in devices
     assert "tests/test_planted_bugs.py tests/test_tricky.py --corpus-device=cuda" in corpora
     assert "-k 'not -2]'" in corpora  # seeds 0 and 1

@@ -3,11 +3,12 @@
 # parts that each run under a time budget (together 420 s, and at most 10 s each to stop
 # at it: all of it fits in 8 minutes):
 #
-#   specs       the shipped spec library (specs/) on cuda in float64, float32, float16 and
-#               bfloat16: every check but `devices` (specs/ with --harness-devices=cuda)
+#   specs       the shipped spec library (specs/) on cuda in float64, float32, float16,
+#               bfloat16 and the complex dtypes (complex specs declare them): every check but
+#               `devices` (specs/ with --harness-devices=cuda)
 #   corpora     the planted-bug and tricky corpora on cuda, float64 and float32, 2 seeds
 #               (tests/test_planted_bugs.py, tests/test_tricky.py with --corpus-device=cuda)
-#   devices     the `devices` check, CPU against CUDA, in the four dtypes
+#   devices     the `devices` check, CPU against CUDA, in the same dtypes
 #   benchmarks  pytest --benchmark-only on a few specs, on cuda and on the cpu, and a table
 #               of their backward/forward ratios
 #
@@ -54,7 +55,7 @@ DEVICE=cuda
 DRY_RUN=0
 SEED=0
 GRACE=10  # seconds between the budget's SIGTERM (pytest stops, and reports) and a SIGKILL
-DTYPES=float64,float32,float16,bfloat16
+DTYPES=float64,float32,float16,bfloat16,complex128,complex64
 BENCHMARKED=(  # a few specs of each kind: a loss, matrix products, a solve, layers, a reduction
   specs/seed.toml::linear_mse specs/linalg.toml::matmul specs/linalg.toml::solve
   specs/nn.py::conv2d specs/nn.py::layer_norm specs/nn.py::attention
