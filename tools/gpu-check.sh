@@ -43,6 +43,9 @@
 #                     not a GPU check: the devices part has nothing to run there
 #   --dry-run         print each part's command and budget; run nothing
 set -u
+# Run from a pytest-xdist worker (tests/test_gpu_check.py under -n), the parts' pytest would
+# take itself for a worker too, and pytest-benchmark refuses --benchmark-only there.
+unset PYTEST_XDIST_WORKER PYTEST_XDIST_WORKER_COUNT PYTEST_XDIST_TESTRUNUID
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
