@@ -1,0 +1,83 @@
+"""How often an example pays for measured noise: python benchmarks/noise_share.py [files]
+
+Every comparison first judges on its cheap allowance (the tolerance floor, the oracle's
+error bound); only where that does not pass are the costly terms measured — the Monte
+Carlo reruns of ``harness.numerics.noise`` — and the comparison judged again. This runs
+every applicable check of every spec in the given files (default: the shipped ``specs/``)
+on float64 and float32 and counts, per check, the examples judged and those among them
+that measured any noise. Options: --max-examples N (default 10), --seed N (default 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from pathlib import Path
+
+import torch
+from hypothesis import settings
+
+from harness import verify
+from harness.checks.case import Case
+from harness.load.files import load_specs
+from harness.numerics.noise import NoiseModel
+from harness.spec import Spec
+from harness.verify import applicable_checks
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+QUIET = settings(database=None, deadline=None)  # no example database written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="*", type=Path)
+    parser.add_argument("--max-examples", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args()
+    root = Path(__file__).resolve().parent.parent / "specs"
+    files = options.files or sorted(p for p in root.iterdir() if p.suffix in (".toml", ".py"))
+    specs = [spec for path in files for spec in load_specs(path)
+             if isinstance(spec, Spec) and spec.error is None]
+
+    measuring: list[bool] = []  # per Case: did it measure any noise
+    real_init, real_measure = Case.__init__, NoiseModel.measure
+
+    def counted_init(self, *args, **kwargs):
+        measuring.append(False)
+        real_init(self, *args, **kwargs)
+
+    def counted_measure(self, *args, **kwargs):
+        if measuring:
+            measuring[-1] = True
+        return real_measure(self, *args, **kwargs)
+
+    Case.__init__, NoiseModel.measure = counted_init, counted_measure
+    examples, measured = Counter(), Counter()
+    started = time.perf_counter()
+    for spec in specs:
+        for check in applicable_checks(spec):
+            for dtype_name, dtype in DTYPES.items():
+                if check == "devices":
+                    continue
+                measuring.clear()
+                report = verify(spec, checks=[check], dtype=dtype, seed=options.seed,
+                                max_examples=options.max_examples, settings=QUIET)
+                if check in report.skipped:
+                    continue
+                examples[check, dtype_name] += len(measuring)
+                measured[check, dtype_name] += sum(measuring)
+    Case.__init__, NoiseModel.measure = real_init, real_measure
+    print(f"{len(specs)} specs, {options.max_examples} examples each, "
+          f"{time.perf_counter() - started:.0f} s")
+    print("| check | dtype | examples | measured noise | share |")
+    print("|---|---|---|---|---|")
+    for key in sorted(examples):
+        total, paid = examples[key], measured[key]
+        print(f"| {key[0]} | {key[1]} | {total} | {paid} | {100 * paid / max(total, 1):.1f}% |")
+    total, paid = sum(examples.values()), sum(measured.values())
+    print(f"| all | | {total} | {paid} | {100 * paid / max(total, 1):.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
