@@ -4,7 +4,7 @@
    does not grow with the input (directional derivatives): at 10^5 input elements
    within ``PER_EXAMPLE_LIMIT`` times one forward + backward (issue 3), and the target
    of issue 17 is ``PER_EXAMPLE_TARGET``; between the two the test is an xfail that
-   names the figure. Timed on one thread (``one_thread``), in turns.
+   names the figure.
 2. The batched full Jacobian (``torch.func.vmap`` over the perturbations) is at least
    as accurate as ``gradcheck(fast_mode=False)`` at 1000 input elements, and the target
    is ``JACOBIAN_TARGET`` times faster. It is met where gradcheck's per-call overhead
@@ -63,7 +63,7 @@ def _median(benchmark) -> float:
 
 
 @pytest.mark.parametrize("check", ["finite_difference", "taylor"])
-def test_per_example_cost_does_not_grow_with_size(check, benchmark, one_thread) -> None:
+def test_per_example_cost_does_not_grow_with_size(check, benchmark) -> None:
     example = _example(LARGE)
 
     def one_example() -> list:
