@@ -434,6 +434,7 @@ def test_report_header_under_ci(seed_specs, monkeypatch):
 # -------------------------------------------------------------------------------- integrations
 
 
+@pytest.mark.heavy  # two xdist workers, each importing torch: ~15 s idle, a minute under load
 def test_xdist_gives_the_same_outcome(pytester, write):
     write(pytester.path / "specs" / "sq.toml", SQUARE)
     write(pytester.path / "specs" / "wrong.toml", wrong("wrong_xdist", example=True))

@@ -314,7 +314,8 @@ def contracted(
         tensors = [e for e in entries if _differentiated(e)]
         if offsets is not None:
             tensors = [t - o for t, o in zip(tensors, offsets)]
-        change = torch.cat([t.reshape(-1) for t in tensors]).to(flat.dtype)
+        change = (tensors[0].reshape(-1) if len(tensors) == 1 else
+                  torch.cat([t.reshape(-1) for t in tensors])).to(flat.dtype)
         # One matrix-vector product per batch of steps under vmap, not a product and a sum.
         if change.is_complex():
             return (flat.conj() @ change).real
