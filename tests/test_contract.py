@@ -1,0 +1,151 @@
+"""The contract checks: every planted contract bug caught in every seed, every twin passes.
+
+The corpus is ``corpus_contract``: ``BROKEN`` (a bug, the check that must catch it,
+its headline, and a right twin) and ``SIGNATURES`` (right specs of every signature).
+A bug counts as caught only when ``verify`` fails it with the expected headline;
+verify runs with the check's own number of examples (``CheckInfo.max_examples``, as
+the plugin runs it), so that this also proves those few suffice. Seeds 0-2 run by
+default, ``pytest -m heavy`` runs seeds 3-9. Only finding the bug counts: no shrinking.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from corpus_contract import BROKEN, CONTRACT_CHECKS, SIGNATURES, Broken
+from quick import NO_SHRINK
+
+from harness import CHECKS, Input, Spec, verify
+from harness.registry import CHECK_INFO
+
+SEEDS = (0, 1, 2)
+HEAVY_SEEDS = tuple(range(3, 10))
+DTYPES = {"float64": torch.float64, "float32": torch.float32,
+          "complex128": torch.complex128, "complex64": torch.complex64}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _seeds():
+    yield from SEEDS
+    for seed in HEAVY_SEEDS:  # deselected unless asked for: pytest -m heavy
+        yield pytest.param(seed, marks=pytest.mark.heavy)
+
+
+def _bugs():
+    for entry in BROKEN:
+        for dtype in entry.dtypes:
+            yield pytest.param(entry, dtype, id=f"{entry.name}-{dtype}")
+
+
+@pytest.mark.parametrize("seed", list(_seeds()))
+@pytest.mark.parametrize(("entry", "dtype"), list(_bugs()))
+def test_contract_bug_is_caught(entry: Broken, dtype: str, seed: int) -> None:
+    report = verify(entry.spec, checks=[entry.check], dtype=DTYPES[dtype], seed=seed,
+                    settings=NO_SHRINK)
+    assert not report.passed, f"not caught by {entry.check} in {dtype} (seed {seed}): " \
+                              f"{entry.bug}\n{report}"
+    headline = str(report).splitlines()[0]
+    assert headline.startswith(entry.headline), headline
+    assert f"in spec {entry.name!r} [{entry.check}, cpu, {dtype}]" in headline, headline
+    assert report.examples <= CHECK_INFO[entry.check].max_examples + len(entry.spec.examples)
+
+
+def _twins():
+    for entry in BROKEN:
+        for dtype in entry.dtypes:
+            for check in CONTRACT_CHECKS:
+                yield pytest.param(entry.twin, check, dtype, entry.check == check,
+                                   id=f"{entry.twin.name}-{check}-{dtype}")
+
+
+@pytest.mark.parametrize("seed", list(_seeds()))
+@pytest.mark.parametrize(("twin", "check", "dtype", "judged"), list(_twins()))
+def test_twin_passes(twin: Spec, check: str, dtype: str, judged: bool, seed: int) -> None:
+    report = verify(twin, checks=[check], dtype=DTYPES[dtype], seed=seed, settings=NO_SHRINK)
+    assert report.passed, f"false positive on a right twin, seed {seed}:\n{report}"
+    if judged:  # the check that catches the bug judged the twin: it was not skipped
+        assert check not in report.skipped, report.skipped
+
+
+def _signatures():
+    for spec in SIGNATURES:
+        for dtype in spec.dtypes:
+            for check in CONTRACT_CHECKS:
+                yield pytest.param(spec, check, dtype, id=f"{spec.name}-{check}-{dtype}")
+
+
+@pytest.mark.parametrize("seed", list(_seeds()))
+@pytest.mark.parametrize(("spec", "check", "dtype"), list(_signatures()))
+def test_every_signature_passes(spec: Spec, check: str, dtype: str, seed: int) -> None:
+    report = verify(spec, checks=[check], dtype=DTYPES[dtype], seed=seed, settings=NO_SHRINK)
+    assert report.passed, f"false positive, seed {seed}:\n{report}"
+    assert report.examples > report.discarded, str(report)
+
+
+def test_the_layout_is_named() -> None:
+    """The failure says which tensor, in which layout, with which strides."""
+    entry = next(e for e in BROKEN if e.name == "view_grad")
+    report = verify(entry.spec, checks=["layouts"], seed=0, settings=NO_SHRINK)
+    headline = str(report).splitlines()[0]
+    assert ": cotangent transposed, strides (1, " in headline, headline
+    assert "backward raised RuntimeError: view size is not compatible" in headline, headline
+
+
+def test_a_forward_that_needs_contiguous_inputs_is_named() -> None:
+    spec = Spec(name="forward_views", forward=lambda x: x.view(-1).sin(),
+                inputs={"x": Input(("m", "n"))}, dims={"m": (2, 4), "n": (2, 4)})
+    headline = str(verify(spec, checks=["layouts"], seed=0, settings=NO_SHRINK)).splitlines()[0]
+    assert headline.startswith("The forward fails for a layout"), headline
+    assert "input 'x' transposed, strides" in headline, headline
+
+
+def test_the_vmap_failure_gives_the_fix() -> None:
+    class NoVmapRule(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x * 2
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2
+
+        @staticmethod
+        def jvp(ctx, x_t):
+            return x_t * 2
+
+    spec = Spec(name="no_vmap_rule", forward=lambda x: NoVmapRule.apply(x),
+                inputs={"x": Input(("n",))})
+    report = verify(spec, checks=["batched"], seed=0, settings=NO_SHRINK)
+    headline = str(report).splitlines()[0]
+    assert headline.startswith("The forward cannot run under vmap"), headline
+    assert "generate_vmap_rule = True" in headline, headline
+    assert "leaves 'batched' out of its checks" in headline, headline
+    opted_out = Spec(name="no_vmap_rule", forward=lambda x: NoVmapRule.apply(x),
+                     inputs={"x": Input(("n",))},
+                     checks=[c for c in CHECKS if c != "batched"])
+    assert verify(opted_out, seed=0, settings=NO_SHRINK, max_examples=3,
+                  checks=["layouts", "undefined"]).passed
+
+
+def test_no_grad_left_on_inputs() -> None:
+    def leaves_grad(x):
+        with torch.enable_grad():
+            y = x.detach().requires_grad_()
+            (y**2).sum().backward()  # a .backward() inside: y.grad, not x.grad ...
+        x.grad = y.grad  # ... and a forward that hands it over
+        return x**2
+
+    spec = Spec(name="grad_left", forward=leaves_grad, inputs={"x": Input(("n",))})
+    headline = str(verify(spec, checks=["layouts"], seed=0, settings=NO_SHRINK)).splitlines()[0]
+    assert headline.startswith(".grad was left on input 'x'"), headline
+
+
+def test_the_contract_checks_are_registered() -> None:
+    for name in CONTRACT_CHECKS:
+        assert name in CHECKS
+        assert CHECK_INFO[name].max_examples is not None
