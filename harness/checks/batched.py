@@ -23,6 +23,7 @@ import torch.autograd.forward_ad as forward_ad
 
 from harness.checks import evaluate
 from harness.checks.case import COTANGENT_STRIDE, Case
+from harness.checks.contract import reordering
 from harness.errors import Fault
 from harness.numerics.compare import judged
 from harness.report import Failure, table
@@ -32,7 +33,7 @@ SECOND_DRAW = 104729  # the second cotangent's (and tangent's) seed offset: a pr
 NO_FORWARD_AD = ("forward AD", "forward mode AD", "jvp")
 
 
-def batched(case: Case) -> list[Failure]:
+def batched_check(case: Case) -> list[Failure]:
     return _batched_vjp(case) or _batched_jvp(case)
 
 
@@ -140,14 +141,15 @@ def _compared(case: Case, summary: str, batched, singles, keys: Sequence[str],
             if torch.equal(got, expected):
                 continue
             if tangent:
-                def measured(j=j, key=key):
-                    rounding = case.rounding(f"batched tangent {j}",
-                                             _tangent_quantity(case, tangents[j]))
+                def measured(key=key):  # measured along the first tangent: the draws
+                    rounding = case.rounding(  # are alike in size, and it costs reruns
+                        "batched tangent", _tangent_quantity(case, tangents[0]))
                     return {"forward-mode rounding": 2 * rounding[key]}
 
-                mismatch = judged(got, expected, case.allowance(expected), measured)
+                mismatch = judged(got, expected,
+                                  case.allowance(expected, **reordering(case, expected)), measured)
             else:
-                mismatch = case.compare(got, expected, key)
+                mismatch = case.compare(got, expected, key, extra=reordering(case, expected))
             if mismatch:
                 what = "a Function's vmap rule (or batching rule) is likely wrong: it mixes " \
                        "the elements of a batch"

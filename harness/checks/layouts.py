@@ -30,7 +30,7 @@ import torch
 
 from harness.checks import evaluate
 from harness.checks.case import Case
-from harness.checks.contract import watched_vjp
+from harness.checks.contract import reordering, watched_vjp
 from harness.errors import Fault
 from harness.report import Failure, table
 
@@ -99,7 +99,7 @@ LAYOUTS = (
 )
 
 
-def layouts(case: Case) -> list[Failure]:
+def layouts_check(case: Case) -> list[Failure]:
     base = watched_vjp(case, case.values, case.outputs.tensors,
                        [v.clone() for v in case.cotangents])
     if base.failures:
@@ -193,7 +193,8 @@ def _judged(case: Case, base: Mapping[str, torch.Tensor], values, cotangents, wh
         for key, new, old in zip(case.output_keys, result.tensors, case.outputs.tensors):
             if torch.equal(new.detach(), old.detach()):
                 continue
-            mismatch = case.compare(new, old, key, sources=("output",))
+            mismatch = case.compare(new, old, key, sources=("output",),
+                                    extra=reordering(case, old))
             if mismatch:
                 return [case.failure(
                     "The forward's output differs for a layout",
@@ -218,7 +219,7 @@ def _judged(case: Case, base: Mapping[str, torch.Tensor], values, cotangents, wh
                 f"Gradient of {name!r} is not finite for a layout",
                 f"with {what}, it holds NaN or inf where the contiguous run's is finite — "
                 f"{STRIDE_BLIND} (the gaps hold NaN)", table(columns, worst), name)]
-        mismatch = case.compare(grad, expected, name)
+        mismatch = case.compare(grad, expected, name, extra=reordering(case, expected))
         if mismatch:
             return [case.failure(
                 f"Gradient of {name!r} is wrong",
