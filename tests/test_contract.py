@@ -149,3 +149,15 @@ def test_the_contract_checks_are_registered() -> None:
     for name in CONTRACT_CHECKS:
         assert name in CHECKS
         assert CHECK_INFO[name].max_examples is not None
+
+
+@pytest.mark.parametrize("check", CONTRACT_CHECKS)
+def test_cuda_items_skip_without_cuda_and_pass_with_it(check: str) -> None:
+    spec = next(s for s in SIGNATURES if s.name == "sig_function_two_outputs")
+    report = verify(spec, checks=[check], device="cuda", seed=0, settings=NO_SHRINK)
+    if not torch.cuda.is_available():
+        assert report.passed and report.skipped == {check: "CUDA not available"}, str(report)
+        return
+    assert report.passed and check not in report.skipped, str(report)
+    bug = next(e for e in BROKEN if e.check == check)
+    assert not verify(bug.spec, checks=[check], device="cuda", seed=0, settings=NO_SHRINK).passed

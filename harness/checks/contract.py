@@ -79,7 +79,7 @@ def watched_vjp(case: Case, values: Mapping[str, torch.Tensor], outputs: Sequenc
             grads = [None] * len(leaves)
     run = Vjp({n: torch.zeros_like(values[n]) if g is None else g for n, g in zip(leaves, grads)})
     where = f" (with {what})" if what else ""
-    for breach in breaches:
+    for breach in dict.fromkeys(breaches):  # a class and its base both watched: once
         run.failures.append(case.failure(CONTRACT, breach + where))
     for k, (v, saved) in enumerate(zip(cotangents, before)):
         if not torch.equal(v.detach(), saved):
