@@ -5,7 +5,8 @@ its headline, and a right twin) and ``SIGNATURES`` (right specs of every signatu
 A bug counts as caught only when ``verify`` fails it with the expected headline;
 verify runs with the check's own number of examples (``CheckInfo.max_examples``, as
 the plugin runs it), so that this also proves those few suffice. Seeds 0-2 run by
-default, ``pytest -m heavy`` runs seeds 3-9. Only finding the bug counts: no shrinking.
+default (the twins and right specs seed 0), ``pytest -m heavy`` the rest of seeds 0-9.
+Only finding the bug counts: no shrinking.
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ from harness.registry import CHECK_INFO
 
 SEEDS = (0, 1, 2)
 HEAVY_SEEDS = tuple(range(3, 10))
+# Right specs pass whatever the draw (the contract checks compare autograd with itself):
+# one seed by default keeps the suite short, the heavy run takes the other nine.
+RIGHT_SEEDS = (0,)
 DTYPES = {"float64": torch.float64, "float32": torch.float32,
           "complex128": torch.complex128, "complex64": torch.complex64}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _seeds():
-    yield from SEEDS
-    for seed in HEAVY_SEEDS:  # deselected unless asked for: pytest -m heavy
-        yield pytest.param(seed, marks=pytest.mark.heavy)
+def _seeds(default=SEEDS):
+    yield from default
+    for seed in (*SEEDS, *HEAVY_SEEDS):  # deselected unless asked for: pytest -m heavy
+        if seed not in default:
+            yield pytest.param(seed, marks=pytest.mark.heavy)
 
 
 def _bugs():
@@ -59,7 +64,7 @@ def _twins():
                                    id=f"{entry.twin.name}-{check}-{dtype}")
 
 
-@pytest.mark.parametrize("seed", list(_seeds()))
+@pytest.mark.parametrize("seed", list(_seeds(RIGHT_SEEDS)))
 @pytest.mark.parametrize(("twin", "check", "dtype", "judged"), list(_twins()))
 def test_twin_passes(twin: Spec, check: str, dtype: str, judged: bool, seed: int) -> None:
     report = verify(twin, checks=[check], dtype=DTYPES[dtype], seed=seed, settings=NO_SHRINK)
@@ -75,7 +80,7 @@ def _signatures():
                 yield pytest.param(spec, check, dtype, id=f"{spec.name}-{check}-{dtype}")
 
 
-@pytest.mark.parametrize("seed", list(_seeds()))
+@pytest.mark.parametrize("seed", list(_seeds(RIGHT_SEEDS)))
 @pytest.mark.parametrize(("spec", "check", "dtype"), list(_signatures()))
 def test_every_signature_passes(spec: Spec, check: str, dtype: str, seed: int) -> None:
     report = verify(spec, checks=[check], dtype=DTYPES[dtype], seed=seed, settings=NO_SHRINK)
