@@ -75,11 +75,11 @@ REGISTRY = (
               "forward-mode AD vs reverse mode (dot-product test) and the spec's jvp"),
     CheckInfo("devices", "CPU vs CUDA gradients agree", low_precision=True, devices=("cuda",)),
     CheckInfo("layouts", "the same gradients with inputs and cotangents in other memory layouts, "
-              "and autograd's contract kept", max_examples=CONTRACT_EXAMPLES),
+              "and autograd's contract kept", low_precision=True, max_examples=CONTRACT_EXAMPLES),
     CheckInfo("batched", "the VJP (and JVP) under torch.func.vmap vs single calls",
-              max_examples=CONTRACT_EXAMPLES),
+              low_precision=True, max_examples=CONTRACT_EXAMPLES),
     CheckInfo("undefined", "each output's gradient left undefined acts as a zero one",
-              max_examples=CONTRACT_EXAMPLES),
+              low_precision=True, max_examples=CONTRACT_EXAMPLES),
 )
 CHECK_INFO = {info.name: info for info in REGISTRY}
 CHECK_NAMES = tuple(CHECK_INFO)

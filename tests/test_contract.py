@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from corpus_contract import BROKEN, CONTRACT_CHECKS, SIGNATURES, Broken
+from corpus_contract import BOTH, BROKEN, CONTRACT_CHECKS, SIGNATURES, Broken
 from quick import NO_SHRINK
 
 from harness import CHECKS, Input, Spec, verify
@@ -24,8 +24,10 @@ HEAVY_SEEDS = tuple(range(3, 10))
 # Right specs pass whatever the draw (the contract checks compare autograd with itself):
 # one seed by default keeps the suite short, the heavy run takes the other nine.
 RIGHT_SEEDS = (0,)
-DTYPES = {"float64": torch.float64, "float32": torch.float32,
-          "complex128": torch.complex128, "complex64": torch.complex64}
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+          "bfloat16": torch.bfloat16, "complex128": torch.complex128,
+          "complex64": torch.complex64}
+LOW = ("float16", "bfloat16")  # where a half-precision kernel reads memory stride-blind
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,6 +43,9 @@ def _bugs():
     for entry in BROKEN:
         for dtype in entry.dtypes:
             yield pytest.param(entry, dtype, id=f"{entry.name}-{dtype}")
+        if entry.dtypes == BOTH:  # and in half precision
+            for dtype in LOW:
+                yield pytest.param(entry, dtype, id=f"{entry.name}-{dtype}")
 
 
 @pytest.mark.parametrize("seed", list(_seeds()))
@@ -58,7 +63,7 @@ def test_contract_bug_is_caught(entry: Broken, dtype: str, seed: int) -> None:
 
 def _twins():
     for entry in BROKEN:
-        for dtype in entry.dtypes:
+        for dtype in (*entry.dtypes, *(LOW if entry.dtypes == BOTH else ())):
             for check in CONTRACT_CHECKS:
                 yield pytest.param(entry.twin, check, dtype, entry.check == check,
                                    id=f"{entry.twin.name}-{check}-{dtype}")
@@ -75,7 +80,7 @@ def test_twin_passes(twin: Spec, check: str, dtype: str, judged: bool, seed: int
 
 def _signatures():
     for spec in SIGNATURES:
-        for dtype in spec.dtypes:
+        for dtype in (*spec.dtypes, *(LOW if "float32" in spec.dtypes else ())):
             for check in CONTRACT_CHECKS:
                 yield pytest.param(spec, check, dtype, id=f"{spec.name}-{check}-{dtype}")
 
