@@ -171,3 +171,23 @@ def test_cuda_items_skip_without_cuda_and_pass_with_it(check: str) -> None:
     assert report.passed and check not in report.skipped, str(report)
     bug = next(e for e in BROKEN if e.check == check)
     assert not verify(bug.spec, checks=[check], device="cuda", seed=0, settings=NO_SHRINK).passed
+
+
+def test_a_broadcast_gradient_autograd_would_sum_down_is_named() -> None:
+    class AddRow(torch.autograd.Function):
+        """x (m, n) + b (n,); backward returns grad itself, unreduced, for b."""
+
+        @staticmethod
+        def forward(ctx, x, b):
+            return x + b
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, grad  # autograd sums the second down to (n,) silently
+
+    spec = Spec(name="unreduced", forward=lambda x, b: AddRow.apply(x, b),
+                inputs={"x": Input(("m", "n")), "b": Input(("n",))}, dims={"m": (2, 4)})
+    headline = str(verify(spec, checks=["layouts"], seed=0, settings=NO_SHRINK)).splitlines()[0]
+    assert headline.startswith("The backward breaks autograd's contract"), headline
+    assert "AddRow.backward returned, as gradient 1, shape (" in headline, headline
+    assert "autograd sums it down silently" in headline, headline
