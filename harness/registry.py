@@ -5,7 +5,7 @@ apply, the dtypes and devices it runs in. ``harness.checks`` binds each to the
 function that runs it; nothing here imports torch.
 
 >>> CHECK_INFO["gradcheck"].skip_reason(object(), "cpu", "float32")
-'gradcheck runs in float64 only'
+'gradcheck runs in float64 (or complex128) only'
 >>> CHECK_INFO["devices"].devices
 ('cuda',)
 """

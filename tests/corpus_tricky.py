@@ -29,6 +29,7 @@ class Tricky:
     spec: Spec
     why: str
     no_forward_ad: bool = False  # a custom Function without a jvp staticmethod
+    dtypes: tuple[str, ...] = ("float64", "float32")
 
     @property
     def name(self) -> str:

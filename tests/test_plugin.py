@@ -242,7 +242,8 @@ def test_files_outside_spec_folders_and_private_files_are_not_collected(pytester
                      "'cpu'?)",
                      id="second-device"),
         pytest.param(["--harness-dtypes=float32,flot16"],
-                     "--harness-dtypes='flot16' is not one of float64, float32, float16, bfloat16 "
+                     "--harness-dtypes='flot16' is not one of float64, float32, float16, bfloat16, "
+                     "complex128, complex64 "
                      "(did you mean 'float16'?)", id="dtype"),
         pytest.param(["--harness-checks=analytc"],
                      "--harness-checks='analytc' is not one of analytic, reference, "
@@ -267,7 +268,8 @@ def test_bad_ini_value_is_a_usage_error(seed_specs):
     seed_specs.makeini("[pytest]\nharness_dtypes = float64,double\n")
     result = run(seed_specs)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert ("ERROR: --harness-dtypes='double' is not one of float64, float32, float16, bfloat16"
+    assert ("ERROR: --harness-dtypes='double' is not one of float64, float32, float16, bfloat16, "
+            "complex128, complex64"
             in result.stderr.lines)
 
 

@@ -166,6 +166,12 @@ class Outputs:
             slots[k] = value
         return tuple(slots)
 
+    def seen(self) -> Any:
+        """The result as formulas see it: the tensor, or a tuple of every output detached
+        (an integer output too: topk's indices are ``result[1]``)."""
+        detached = self.detached().entries
+        return detached if self.multi else detached[0]
+
     def label(self, k: int) -> str:
         """How a message names output ``k``: "" for a single output."""
         return f" through output {k}" if self.multi else ""
@@ -257,7 +263,7 @@ def formula_vjp(
     input's formula returns one gradient per tensor)."""
     scope = arguments(spec, {name: value.detach() for name, value in values.items()}, example)
     scope.update(grad=outputs.packed(cotangents),
-                 result=outputs.packed([t.detach() for t in outputs.tensors]))
+                 result=outputs.seen())
     grads = {}
     for name, fn in spec.backward.items():
         returned = call(fn, scope)
