@@ -170,3 +170,27 @@ def no_tf32() -> Iterator[None]:
             yield
     finally:
         matmul.allow_tf32 = saved_matmul
+
+
+def function_class(node) -> type | None:
+    """The custom ``autograd.Function`` class behind a backward graph node, or None for a
+    built-in op's node: ``BackwardCFunction._forward_cls`` (private; how torch's own
+    ``BackwardCFunction.apply`` finds the user's ``backward``)."""
+    from torch.autograd.function import BackwardCFunction
+
+    return node._forward_cls if isinstance(node, BackwardCFunction) else None
+
+
+def expected_gradient(node, input_nr: int) -> tuple[tuple[int, ...], object, object] | None:
+    """(shape, dtype, device) that graph node ``node`` expects for its input ``input_nr``:
+    a leaf's own (``AccumulateGrad.variable``), else ``Node._input_metadata`` (private: the
+    metadata autograd's engine validates a gradient against, and silently casts or sums
+    a wrong one to)."""
+    variable = getattr(node, "variable", None)
+    if variable is not None:
+        return tuple(variable.shape), variable.dtype, variable.device
+    metadata = getattr(node, "_input_metadata", None)
+    if metadata is None or input_nr >= len(metadata):
+        return None
+    entry = metadata[input_nr]
+    return tuple(entry.shape), entry.dtype, entry.device

@@ -196,6 +196,8 @@ class _CheckRun:
                    "phases": phases}
         if max_examples is not None:
             options["max_examples"] = max_examples
+        elif self.check.info.max_examples is not None:  # a few decide (registry.py)
+            options["max_examples"] = min(base.max_examples, self.check.info.max_examples)
         test = settings(base, **options)(given(examples(self.spec, self.dtype))(prop))
         # One database entry per spec, check, device and dtype (not one per `prop`).
         set_database_key(test, self._key())
