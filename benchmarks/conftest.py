@@ -25,3 +25,15 @@ def benchmark(benchmark, request: pytest.FixtureRequest):
     if not timing(request.config):
         benchmark.disabled = True
     return benchmark
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread while timing ratios: on a shared 2-core machine a second OpenMP
+    thread waits for a busy core, and a ratio of two timings then measures the load."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,7 +2,9 @@
 
 1. ``finite_difference`` and ``taylor`` cost, per example, a number of forwards that
    does not grow with the input (directional derivatives): at 10^5 input elements
-   within ``PER_EXAMPLE_TARGET`` times one forward + backward.
+   within ``PER_EXAMPLE_LIMIT`` times one forward + backward (issue 3), and the target
+   of issue 17 is ``PER_EXAMPLE_TARGET``; between the two the test is an xfail that
+   names the figure.
 2. The batched full Jacobian (``torch.func.vmap`` over the perturbations) is at least
    as accurate as ``gradcheck(fast_mode=False)`` at 1000 input elements, and the target
    is ``JACOBIAN_TARGET`` times faster. It is met where gradcheck's per-call overhead
@@ -29,7 +31,8 @@ from harness.numerics.differences import partial_derivatives
 from harness.spec.examples import Example
 
 LARGE = 100_000
-PER_EXAMPLE_TARGET = 20.0
+PER_EXAMPLE_LIMIT = 20.0
+PER_EXAMPLE_TARGET = 10.0
 JACOBIAN_ELEMENTS = 1000
 JACOBIAN_TARGET = 10.0
 GRADCHECK_EPS = 1e-6  # gradcheck's default step
@@ -60,7 +63,7 @@ def _median(benchmark) -> float:
 
 
 @pytest.mark.parametrize("check", ["finite_difference", "taylor"])
-def test_per_example_cost_does_not_grow_with_size(check, benchmark, request) -> None:
+def test_per_example_cost_does_not_grow_with_size(check, benchmark) -> None:
     example = _example(LARGE)
 
     def one_example() -> list:
@@ -80,9 +83,15 @@ def test_per_example_cost_does_not_grow_with_size(check, benchmark, request) -> 
     ratio = statistics.median(ours) / statistics.median(baseline)
     benchmark.extra_info.update(elements=LARGE, forward_backward_s=statistics.median(baseline),
                                 ratio_to_forward_backward=ratio)
-    assert ratio <= PER_EXAMPLE_TARGET, (
+    assert ratio <= PER_EXAMPLE_LIMIT, (
         f"{check} costs {ratio:.1f}x one forward + backward at {LARGE:,} elements "
-        f"(target: at most {PER_EXAMPLE_TARGET:g}x)")
+        f"(limit: at most {PER_EXAMPLE_LIMIT:g}x)")
+    if ratio > PER_EXAMPLE_TARGET:
+        # Issue 17, not reached on this 2-core CPU: 14 float64 forwards of the whole input
+        # (Richardson's six along each of two directions, or the Taylor walk's steps down
+        # to the rounding floor), where one forward + backward is about three forwards.
+        pytest.xfail(f"{check} costs {ratio:.1f}x one forward + backward at {LARGE:,} "
+                     f"elements, not {PER_EXAMPLE_TARGET:g}x")
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Every use of a private or undocumented API of pytest, Hypothesis or torch, each with why.
+"""Every use of a private or undocumented API of pytest, Hypothesis or torch, and of a torch
+API that a release replaced, each with why.
 
 Kept in one place so that a new release that moves one breaks one module, and so
 that each use is a decision written down; ``tests/test_compat.py`` pins each one.
@@ -126,3 +127,70 @@ def is_zero_tensor(value) -> bool:
     """A ZeroTensor (forward AD's zero tangents): no storage, and arithmetic on one
     crashes (``Tensor._is_zerotensor``, private)."""
     return bool(value._is_zerotensor())
+
+
+@contextmanager
+def no_tf32() -> Iterator[None]:
+    """TF32 off for CUDA matrix products and cuDNN convolutions and RNNs inside the block;
+    the flags are restored exactly after.
+
+    torch 2.9 replaced the ``allow_tf32`` flags by per-backend ``fp32_precision`` ones,
+    and reading an old flag raises once the new ones have been set (a user's
+    ``torch.backends.fp32_precision = "tf32"``); setting the old ones also rewrites the
+    new. Where the new flags exist only they are touched ("ieee" inside the block);
+    before torch 2.9, the old ones (cuDNN's through its ``flags`` context manager, which
+    works after ``torch.backends.disable_global_flags()``, as torch's own tests call it).
+    Flags only: it runs on a torch without CUDA too.
+
+    >>> import torch
+    >>> with no_tf32():
+    ...     torch.backends.cuda.matmul.fp32_precision
+    'ieee'
+    """
+    import torch
+
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    if hasattr(cudnn, "conv"):  # torch >= 2.9: the fp32_precision flags
+        flags = (matmul, cudnn.conv, cudnn.rnn)
+        saved = [flag.fp32_precision for flag in flags]
+        try:
+            for flag in flags:
+                flag.fp32_precision = "ieee"
+            yield
+        finally:
+            for flag, value in zip(flags, saved):
+                flag.fp32_precision = value
+        return
+    saved_matmul = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
+                         benchmark_limit=cudnn.benchmark_limit,
+                         deterministic=cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        matmul.allow_tf32 = saved_matmul
+
+
+def function_class(node) -> type | None:
+    """The custom ``autograd.Function`` class behind a backward graph node, or None for a
+    built-in op's node: ``BackwardCFunction._forward_cls`` (private; how torch's own
+    ``BackwardCFunction.apply`` finds the user's ``backward``)."""
+    from torch.autograd.function import BackwardCFunction
+
+    return node._forward_cls if isinstance(node, BackwardCFunction) else None
+
+
+def expected_gradient(node, input_nr: int) -> tuple[tuple[int, ...], object, object] | None:
+    """(shape, dtype, device) that graph node ``node`` expects for its input ``input_nr``:
+    a leaf's own (``AccumulateGrad.variable``), else ``Node._input_metadata`` (private: the
+    metadata autograd's engine validates a gradient against, and silently casts or sums
+    a wrong one to)."""
+    variable = getattr(node, "variable", None)
+    if variable is not None:
+        return tuple(variable.shape), variable.dtype, variable.device
+    metadata = getattr(node, "_input_metadata", None)
+    if metadata is None or input_nr >= len(metadata):
+        return None
+    entry = metadata[input_nr]
+    return tuple(entry.shape), entry.dtype, entry.device

@@ -11,6 +11,7 @@ benchmark item per spec and device (``harness.bench.items``).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     workerinput = getattr(session.config, "workerinput", None)
     if workerinput:
         _share_the_cores(int(workerinput.get("workercount", 1)))
+        if "cuda" in session.config.stash[OPTIONS].devices:
+            _take_the_workers_gpu(workerinput.get("workerid"))
 
 
 def _share_the_cores(workers: int) -> None:
@@ -59,6 +62,38 @@ def _share_the_cores(workers: int) -> None:
     share = max(1, (os.cpu_count() or 1) // max(workers, 1))
     if torch.get_num_threads() > share:
         torch.set_num_threads(share)
+
+
+def worker_gpu(workerid: str | None) -> int | None:
+    """The GPU a pytest-xdist worker runs its CUDA items on: worker ``gw<i>`` takes
+    ``cuda:{i mod count}`` of the GPUs visible (``CUDA_VISIBLE_DEVICES``); None (the
+    current device stays as it is) for the controller, a run without xdist, an id
+    that is not xdist's, or a machine without CUDA.
+
+    >>> worker_gpu(None) is None  # not an xdist worker
+    True
+    """
+    match = re.fullmatch(r"gw(\d+)", workerid or "")
+    if match is None:
+        return None
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return int(match.group(1)) % count if count else None
+
+
+def _take_the_workers_gpu(workerid: str | None) -> None:
+    """Make the worker's GPU (``worker_gpu``) the current CUDA device for the session.
+
+    The items keep the device name ``cuda`` (the node ids and Reproduce lines stay
+    the same on any host); ``cuda`` means the current device everywhere in torch, in
+    a spec's own ``device="cuda"`` too, so every tensor of the worker lands on its GPU.
+    """
+    index = worker_gpu(workerid)
+    if index is not None:
+        import torch
+
+        torch.cuda.set_device(index)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -5,7 +5,7 @@ apply, the dtypes and devices it runs in. ``harness.checks`` binds each to the
 function that runs it; nothing here imports torch.
 
 >>> CHECK_INFO["gradcheck"].skip_reason(object(), "cpu", "float32")
-'gradcheck runs in float64 only'
+'gradcheck runs in float64 (or complex128) only'
 >>> CHECK_INFO["devices"].devices
 ('cuda',)
 """
@@ -20,6 +20,10 @@ COMPLEX = ("complex128", "complex64")
 # The dtype whose precision each item dtype has (a complex item's parts are real).
 REAL_PRECISION = {"complex128": "float64", "complex64": "float32"}
 DEVICE_NAMES = ("cpu", "cuda")
+# The contract checks (layouts, batched, undefined) compare autograd with itself: a
+# broken contract shows at any example with dims above 1, not at rare values, so a
+# few examples decide (and keep the spec library's run short).
+CONTRACT_EXAMPLES = 5
 # A spec attribute a check needs, and what the skip says when the spec lacks it.
 NEEDS = {
     "backward": "the spec has no backward formulas",
@@ -38,6 +42,7 @@ class CheckInfo:
     float64_only: bool = False
     low_precision: bool = False  # meaningful in float16/bfloat16
     devices: tuple[str, ...] = DEVICE_NAMES
+    max_examples: int | None = None  # at most this many drawn examples (None: the profile's)
 
     def needs_reason(self, spec) -> str | None:
         """Why the spec does not have what this check needs, or None when it does."""
@@ -69,6 +74,12 @@ REGISTRY = (
     CheckInfo("forward_mode",
               "forward-mode AD vs reverse mode (dot-product test) and the spec's jvp"),
     CheckInfo("devices", "CPU vs CUDA gradients agree", low_precision=True, devices=("cuda",)),
+    CheckInfo("layouts", "the same gradients with inputs and cotangents in other memory layouts, "
+              "and autograd's contract kept", low_precision=True, max_examples=CONTRACT_EXAMPLES),
+    CheckInfo("batched", "the VJP (and JVP) under torch.func.vmap vs single calls",
+              low_precision=True, max_examples=CONTRACT_EXAMPLES),
+    CheckInfo("undefined", "each output's gradient left undefined acts as a zero one",
+              low_precision=True, max_examples=CONTRACT_EXAMPLES),
 )
 CHECK_INFO = {info.name: info for info in REGISTRY}
 CHECK_NAMES = tuple(CHECK_INFO)

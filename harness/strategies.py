@@ -40,20 +40,23 @@ def examples(spec: Spec, dtype: torch.dtype = torch.float64) -> st.SearchStrateg
     True
     """
 
-    @st.composite
-    def draw_example(draw: st.DrawFn) -> Example:
-        dims = {name: draw(st.integers(low, high)) for name, (low, high) in spec.dims.items()}
-        counts = {name: draw(st.integers(*spec_input.count))
-                  for name, spec_input in spec.inputs.items() if spec_input.count is not None}
-        params = {name: draw(st.sampled_from(choices)) for name, choices in spec.params.items()}
-        values = {}
-        for name, spec_input in spec.inputs.items():
-            shape = spec_input.resolve(dims)
-            for leaf in leaf_names(name, spec_input, counts.get(name)):
-                values[leaf] = draw(input_values(spec_input, shape, dtype, dims))
-        return Example(dims, values, cotangent_seed=draw(SEEDS), params=params, counts=counts)
+    return _drawn_example(spec, dtype)
 
-    return draw_example()
+
+@st.composite
+def _drawn_example(draw: st.DrawFn, spec: Spec, dtype: torch.dtype) -> Example:
+    """At module level: Hypothesis reads a composite's source once, as it is defined (a few
+    ms each time), not once per spec."""
+    dims = {name: draw(st.integers(low, high)) for name, (low, high) in spec.dims.items()}
+    counts = {name: draw(st.integers(*spec_input.count))
+              for name, spec_input in spec.inputs.items() if spec_input.count is not None}
+    params = {name: draw(st.sampled_from(choices)) for name, choices in spec.params.items()}
+    values = {}
+    for name, spec_input in spec.inputs.items():
+        shape = spec_input.resolve(dims)
+        for leaf in leaf_names(name, spec_input, counts.get(name)):
+            values[leaf] = draw(input_values(spec_input, shape, dtype, dims))
+    return Example(dims, values, cotangent_seed=draw(SEEDS), params=params, counts=counts)
 
 
 def input_values(

@@ -13,7 +13,7 @@ import hypothesis
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 
-from harness._compat import set_database_key
+from harness._compat import no_tf32, set_database_key
 from harness.checks import CHECKS, Check
 from harness.checks.case import Case
 from harness.checks.evaluate import time_limit
@@ -196,6 +196,8 @@ class _CheckRun:
                    "phases": phases}
         if max_examples is not None:
             options["max_examples"] = max_examples
+        elif self.check.info.max_examples is not None:  # a few decide (registry.py)
+            options["max_examples"] = min(base.max_examples, self.check.info.max_examples)
         test = settings(base, **options)(given(examples(self.spec, self.dtype))(prop))
         # One database entry per spec, check, device and dtype (not one per `prop`).
         set_database_key(test, self._key())
@@ -305,21 +307,10 @@ def _first_found(group: BaseExceptionGroup) -> FailureFound:
 
 @contextmanager
 def _precise(device: str) -> Iterator[None]:
-    """TF32 off on CUDA while comparing: its 10-bit mantissa would pass for a wrong gradient.
-
-    cuDNN's flags go through its ``flags`` context manager, which works after
-    ``torch.backends.disable_global_flags()`` (torch's own test suite calls it).
-    """
+    """TF32 off on CUDA while comparing: its 10-bit mantissa would pass for a wrong gradient
+    (``_compat.no_tf32``: the flags of the torch at hand)."""
     if not device.startswith("cuda"):
         yield
         return
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = matmul.allow_tf32
-    matmul.allow_tf32 = False
-    try:
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                         benchmark_limit=cudnn.benchmark_limit,
-                         deterministic=cudnn.deterministic, allow_tf32=False):
-            yield
-    finally:
-        matmul.allow_tf32 = saved
+    with no_tf32():
+        yield

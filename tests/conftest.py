@@ -1,11 +1,15 @@
 """Shared fixtures (pytester for the plugin tests, a writer of spec files), the heavy and
-opinfo markers.
+opinfo markers and the corpora's device.
 
 Tests marked ``@pytest.mark.heavy`` (the markers are registered in pyproject.toml) are
 deselected unless the ``-m`` expression names ``heavy``: ``pytest -m heavy`` runs them
 alone, ``pytest -m "heavy or not heavy"`` runs everything (``tox -e heavy``). Tests
 marked ``@pytest.mark.opinfo`` (the OpInfo corpus, tests/test_opinfo.py) likewise
 unless it names ``opinfo`` (``tox -e opinfo``).
+
+``--corpus-device=cuda`` runs the planted-bug and tricky corpora
+(``tests/test_planted_bugs.py``, ``tests/test_tricky.py``) on the GPU instead of the
+CPU (``tools/gpu-check.sh`` does); where CUDA is absent they are skipped.
 """
 
 from __future__ import annotations
@@ -31,6 +35,28 @@ from harness.plugin import CI_VARIABLES
 KEPT_MODULES = ("zope", "readline", "torch", "functorch", "harness")
 
 pytest_plugins = ["pytester"]
+
+
+CORPUS_DEVICES = ("cpu", "cuda")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--corpus-device", choices=CORPUS_DEVICES, default="cpu", dest="corpus_device",
+        help="Device that the planted-bug and tricky corpora run verify on (default: cpu); "
+             "cuda where it is absent skips them.")
+
+
+@pytest.fixture(scope="session")
+def corpus_device(request: pytest.FixtureRequest) -> str:
+    """The device of the corpora (``--corpus-device``); skips them on cuda without CUDA."""
+    device = request.config.getoption("corpus_device")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("CUDA not available (--corpus-device=cuda)")
+    return device
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -28,6 +28,7 @@ import torch
 from torch.autograd import Function
 
 from harness import CHECKS, Input, Spec
+from harness.registry import REAL_PRECISION
 
 BOTH = ("float64", "float32")
 FLOAT64 = ("float64",)
@@ -55,9 +56,10 @@ class Planted:
         """The checks that must fail in ``dtype`` (float64-only checks drop out elsewhere)."""
         if dtype not in self.dtypes:
             return []
-        catches = self.catches if dtype == "float64" else self.catches - self.float64_only
+        precision = REAL_PRECISION.get(dtype, dtype)
+        catches = self.catches if precision == "float64" else self.catches - self.float64_only
         return [c for c in CHECKS if c in catches
-                and not (CHECKS[c].float64_only and dtype != "float64")]
+                and not (CHECKS[c].float64_only and precision != "float64")]
 
 
 def vector(low: float = -10.0, high: float = 10.0, dim: str = "n", **options) -> Input:

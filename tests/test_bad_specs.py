@@ -223,7 +223,7 @@ STATIC = [
         dtypes = ["float32", "half"]
         """, "square",
         "specs/a.toml:4: spec 'square': unknown dtype 'half' — the dtypes are float64, float32, "
-        "float16, bfloat16", id="unknown-dtype"),
+        "float16, bfloat16, complex128, complex64", id="unknown-dtype"),
     pytest.param("a.toml", """
         [square]
         forward = "x ** "
@@ -264,6 +264,57 @@ STATIC = [
         "specs/a.toml:3: spec 'square': input 'x' can reach 10,000,000 elements at the largest "
         "dims (n=1000, m=1000), over the budget of 1,000,000 per input — lower the dims' maxima",
         id="memory-budget"),
+    pytest.param("a.toml", """
+        [two]
+        forward = "(x * 2, x + 1)"
+        backward.x = "grad[0] * 2 + grad[2]"
+        inputs.x = { shape = ["n"] }
+        """, "two",
+        "specs/a.toml:3: spec 'two': backward.x = \"grad[0] * 2 + grad[2]\" reads grad[2], but "
+        "forward returns 2 outputs — index them grad[0] to grad[1]", id="output-index"),
+    pytest.param("a.toml", """
+        [lookup]
+        forward = "w[i]"
+        inputs.w = { shape = ["V"] }
+        inputs.i = { shape = ["n"], dtype = "int64", high = "V", requires_grad = true }
+        """, "lookup",
+        "specs/a.toml:4: spec 'lookup': requires_grad=True on an int64 input — an integer or "
+        "bool input has no gradient; leave requires_grad out (it is false for these)",
+        id="integer-requires-grad"),
+    pytest.param("a.toml", """
+        [lookup]
+        forward = "w[i]"
+        inputs.w = { shape = ["V"] }
+        inputs.i = { shape = ["n"], dtype = "int64", high = "W" }
+        """, "lookup",
+        "specs/a.toml:4: spec 'lookup': inputs.i: high='W' names a dim that no input's shape "
+        "uses and dims does not declare — declare it, e.g. dims = {W = [1, 8]}",
+        id="integer-high-unknown-dim"),
+    pytest.param("a.toml", """
+        [lookup]
+        forward = "w[i]"
+        inputs.w = { shape = ["V"] }
+        inputs.i = { shape = ["n"], dtype = "int64", low = 3, high = 3 }
+        """, "lookup",
+        "specs/a.toml:4: spec 'lookup': low=3 must be below high=3 — swap them or widen the "
+        "range (high is exclusive for an integer input)", id="integer-empty-range"),
+    pytest.param("a.toml", """
+        [soft]
+        forward = "softmax(x, dim)"
+        inputs.x = { shape = ["n"] }
+        params = { dim = [] }
+        """, "soft",
+        "specs/a.toml:4: spec 'soft': params.dim=[] lists no value to draw — give at least one",
+        id="params-empty"),
+    pytest.param("a.toml", """
+        [magnitude]
+        forward = "abs(x)"
+        inputs.x = { shape = ["n"], kinks = [0.0] }
+        dtypes = ["complex128"]
+        """, "magnitude",
+        "specs/a.toml:4: spec 'magnitude': inputs.x declares kinks=[0.0] and the spec runs in "
+        "complex128 — kinks are points on the real line; drop them or the complex dtypes",
+        id="complex-kinks"),
     pytest.param("mod.py", """
         import torch
 

@@ -84,7 +84,9 @@ def test_zz_report():
 """
 
 
-@pytest.mark.parametrize("ci", [False, True], ids=["local", "ci"])
+# Four subprocesses (each imports torch); the local case is also run end to end below.
+@pytest.mark.parametrize("ci", [pytest.param(False, marks=pytest.mark.heavy), True],
+                         ids=["local", "ci"])
 def test_a_users_given_test_runs_as_without_the_plugin(pytester, write, ci):
     write(pytester.path / "specs" / "sq.toml", SQUARE)
     write(pytester.path / "tests" / "test_property.py", GIVEN_TEST)
@@ -286,7 +288,8 @@ cube = Spec(forward=lambda x: Cube.apply(x), inputs={{"x": Input(["n"])}},
 """
 
 
-@pytest.mark.parametrize("layout", ["checkout", "src"])
+# The checkout layout is also run end to end below (two subprocesses each).
+@pytest.mark.parametrize("layout", [pytest.param("checkout", marks=pytest.mark.heavy), "src"])
 def test_a_spec_module_imports_the_projects_own_package(pytester, write, layout):
     folder = pytester.path / ("src" if layout == "src" else ".") / "mypkg_citizen"
     write(folder / "__init__.py", OWN_PACKAGE)

@@ -77,3 +77,27 @@ def test_mutable_ops_and_zero_tensors_are_recognised() -> None:
     assert not _compat.is_mutable(torch.ops.aten.add.Tensor)
     assert not _compat.is_zero_tensor(torch.zeros(2))
     assert _compat.is_zero_tensor(torch.ops.aten._efficientzerotensor([2]))
+
+
+def test_function_class_finds_a_custom_functions_class() -> None:
+    class Double(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2
+
+    x = torch.ones(2, requires_grad=True)
+    assert _compat.function_class(Double.apply(x).grad_fn) is Double
+    assert _compat.function_class((x * 2).grad_fn) is None
+
+
+def test_expected_gradient_is_what_the_engine_checks_against() -> None:
+    x = torch.ones(2, 3, dtype=torch.float64, requires_grad=True)
+    y = x.sin()
+    leaf, nr = y.grad_fn.next_functions[0]
+    assert _compat.expected_gradient(leaf, nr) == ((2, 3), torch.float64, x.device)
+    inner, nr = (y * 2).grad_fn.next_functions[0]
+    assert _compat.expected_gradient(inner, nr) == ((2, 3), torch.float64, x.device)

@@ -800,5 +800,5 @@ def test_python_module_with_an_invalid_spec_from_a_helper_module(write, tmp_path
         """)
     assert message == (
         "mod.py:3: spec 'bad': unknown dtype 'float23' (did you mean 'float32'?) — the dtypes "
-        "are float64, float32, float16, bfloat16"
+        "are float64, float32, float16, bfloat16, complex128, complex64"
     )

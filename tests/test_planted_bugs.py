@@ -7,7 +7,8 @@ wrong. A failure that is only "The spec's code failed" or "Most examples could
 not be judged" does not count as catching a bug, except for the entries whose
 bug IS a wrong shape (``fault=True``).
 
-Seeds 0-2 run by default; ``pytest -m heavy`` runs seeds 3-9. Only finding the
+Seeds 0-2 run by default; ``pytest -m heavy`` runs seeds 3-9. On the CPU unless
+``--corpus-device=cuda`` (tests/conftest.py). Only finding the
 bug counts, so Hypothesis' shrink phase (most of the time of a failure) is
 skipped, except at seed 0 for the few entries in ``SHRUNK``, which run verify as a
 user gets it.
@@ -15,9 +16,12 @@ user gets it.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from corpus_planted import PLANTED, Planted
+from corpus_signatures import SIGNATURE_PLANTED
 from quick import NO_SHRINK, QUICK
 
 from harness import verify
@@ -25,7 +29,9 @@ from harness import verify
 SEEDS = (0, 1, 2)
 HEAVY_SEEDS = tuple(range(3, 10))
 MAX_EXAMPLES = 15
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = {"float64": torch.float64, "float32": torch.float32,
+          "complex128": torch.complex128, "complex64": torch.complex64}
+CORPUS = PLANTED + SIGNATURE_PLANTED
 # Checks whose failure is about one input's gradient; the headline names that input.
 PER_INPUT = ("analytic", "reference", "finite_difference", "taylor")
 
@@ -40,7 +46,7 @@ SHRUNK = ("square_factor_error", "negative_inputs", "fn_cube_sign_error",
 
 
 def _cases():
-    for entry in PLANTED:
+    for entry in CORPUS:
         for dtype in DTYPES:
             for check in entry.checks(dtype):
                 yield pytest.param(entry, check, dtype, id=f"{entry.name}-{check}-{dtype}")
@@ -54,15 +60,17 @@ def _seeds():
 
 @pytest.mark.parametrize("seed", list(_seeds()))
 @pytest.mark.parametrize(("entry", "check", "dtype"), list(_cases()))
-def test_planted_bug_is_caught(entry: Planted, check: str, dtype: str, seed: int) -> None:
+def test_planted_bug_is_caught(entry: Planted, check: str, dtype: str, seed: int,
+                               corpus_device: str) -> None:
     shrink = seed == 0 and entry.name in SHRUNK
-    report = verify(entry.spec, checks=[check], dtype=DTYPES[dtype], seed=seed,
-                    max_examples=MAX_EXAMPLES, settings=QUICK if shrink else NO_SHRINK)
+    report = verify(entry.spec, checks=[check], device=corpus_device, dtype=DTYPES[dtype],
+                    seed=seed, max_examples=MAX_EXAMPLES,
+                    settings=QUICK if shrink else NO_SHRINK)
     assert not report.passed, (
         f"planted bug not caught by {check} in {dtype} (seed {seed}): {entry.bug}\n{report}")
     assert report.examples > 0
     headline = str(report).splitlines()[0]
-    assert f"in spec {entry.name!r} [{check}, cpu, {dtype}]" in headline, headline
+    assert f"in spec {entry.name!r} [{check}, {corpus_device}, {dtype}]" in headline, headline
     assert {failure.check for failure in report.failures} == {check}
     if entry.fault:
         assert headline.startswith("The spec's code failed"), headline
@@ -71,17 +79,19 @@ def test_planted_bug_is_caught(entry: Planted, check: str, dtype: str, seed: int
     assert "The spec's code failed" not in headline, str(report)
     assert "Most examples could not be judged" not in headline, str(report)
     if check in PER_INPUT:
-        assert headline.startswith(f"Gradient of {entry.input!r} is wrong"), headline
+        # A multi-output forward's failure may name the output too: "'x' through output 1".
+        assert re.match(rf"Gradient of '{entry.input}'( through output \d)? is wrong",
+                        headline), headline
 
 
-GRADCHECK_NAMING = [entry for entry in PLANTED if "gradcheck" in entry.catches
+GRADCHECK_NAMING = [entry for entry in CORPUS if "gradcheck" in entry.catches
                     and len(entry.spec.differentiable) > 1]
 
 
 @pytest.mark.parametrize("entry", GRADCHECK_NAMING, ids=[e.name for e in GRADCHECK_NAMING])
-def test_gradcheck_headline_names_the_input(entry: Planted) -> None:
-    report = verify(entry.spec, checks=["gradcheck"], seed=0, max_examples=MAX_EXAMPLES,
-                    settings=NO_SHRINK)
+def test_gradcheck_headline_names_the_input(entry: Planted, corpus_device: str) -> None:
+    report = verify(entry.spec, checks=["gradcheck"], device=corpus_device, seed=0,
+                    max_examples=MAX_EXAMPLES, settings=NO_SHRINK)
     assert not report.passed
     assert repr(entry.input) in str(report).splitlines()[0], str(report)
 

@@ -43,6 +43,12 @@ SEED_IDS = [
     "specs/seed.toml::linear_mse::taylor[cpu-float32]",
     "specs/seed.toml::linear_mse::forward_mode[cpu-float64]",
     "specs/seed.toml::linear_mse::forward_mode[cpu-float32]",
+    "specs/seed.toml::linear_mse::layouts[cpu-float64]",
+    "specs/seed.toml::linear_mse::layouts[cpu-float32]",
+    "specs/seed.toml::linear_mse::batched[cpu-float64]",
+    "specs/seed.toml::linear_mse::batched[cpu-float32]",
+    "specs/seed.toml::linear_mse::undefined[cpu-float64]",
+    "specs/seed.toml::linear_mse::undefined[cpu-float32]",
 ]
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour")
 
@@ -99,16 +105,16 @@ def test_plugin_comes_from_the_entry_point(seed_specs):
 @pytest.mark.parametrize(
     ("target", "count"),
     [
-        ("specs", 9),
-        ("specs/seed.toml", 9),
-        ("specs/seed.toml::linear_mse", 9),
+        ("specs", 15),
+        ("specs/seed.toml", 15),
+        ("specs/seed.toml::linear_mse", 15),
         ("specs/seed.toml::linear_mse::gradcheck[cpu]", 1),
     ],
 )
 def test_paths_and_node_ids_select_items(seed_specs, write, target, count):
     write(seed_specs.path / "specs" / "other.toml", SQUARE)
     if target == "specs":
-        count += 9
+        count += 15
     assert len(collected(seed_specs, "--harness-devices=cpu", target)) == count
 
 
@@ -162,7 +168,8 @@ def test_spec_checks_and_dtypes_limit_its_items(pytester, write):
     [
         pytest.param(["--harness-dtypes=float32"], [
             "analytic[cpu-float32]", "finite_difference[cpu-float32]", "gradcheck[cpu]",
-            "taylor[cpu-float32]", "forward_mode[cpu-float32]"], id="dtypes"),
+            "taylor[cpu-float32]", "forward_mode[cpu-float32]", "layouts[cpu-float32]",
+            "batched[cpu-float32]", "undefined[cpu-float32]"], id="dtypes"),
         pytest.param(["--harness-checks=analytic,taylor"], [
             "analytic[cpu-float64]", "analytic[cpu-float32]", "taylor[cpu-float64]",
             "taylor[cpu-float32]"], id="checks"),
@@ -235,12 +242,13 @@ def test_files_outside_spec_folders_and_private_files_are_not_collected(pytester
                      "'cpu'?)",
                      id="second-device"),
         pytest.param(["--harness-dtypes=float32,flot16"],
-                     "--harness-dtypes='flot16' is not one of float64, float32, float16, bfloat16 "
+                     "--harness-dtypes='flot16' is not one of float64, float32, float16, bfloat16, "
+                     "complex128, complex64 "
                      "(did you mean 'float16'?)", id="dtype"),
         pytest.param(["--harness-checks=analytc"],
                      "--harness-checks='analytc' is not one of analytic, reference, "
-                     "finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, devices "
-                     "(did you mean 'analytic'?)", id="check"),
+                     "finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, devices, "
+                     "layouts, batched, undefined (did you mean 'analytic'?)", id="check"),
         pytest.param(["--harness-devices=,"],
                      "--harness-devices is empty — give at least one of auto, cpu, cuda",
                      id="only-commas"),
@@ -260,7 +268,8 @@ def test_bad_ini_value_is_a_usage_error(seed_specs):
     seed_specs.makeini("[pytest]\nharness_dtypes = float64,double\n")
     result = run(seed_specs)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert ("ERROR: --harness-dtypes='double' is not one of float64, float32, float16, bfloat16"
+    assert ("ERROR: --harness-dtypes='double' is not one of float64, float32, float16, bfloat16, "
+            "complex128, complex64"
             in result.stderr.lines)
 
 
@@ -432,6 +441,7 @@ def test_report_header_under_ci(seed_specs, monkeypatch):
 # -------------------------------------------------------------------------------- integrations
 
 
+@pytest.mark.heavy  # two xdist workers, each importing torch: ~15 s idle, a minute under load
 def test_xdist_gives_the_same_outcome(pytester, write):
     write(pytester.path / "specs" / "sq.toml", SQUARE)
     write(pytester.path / "specs" / "wrong.toml", wrong("wrong_xdist", example=True))

@@ -57,6 +57,19 @@ def test_binary_cross_entropy_near_the_edge_of_its_domain() -> None:
         assert line.startswith("passed"), (check, line)
 
 
+# torch >= 2.9 has per-backend fp32_precision flags (reading the old allow_tf32 ones raises
+# once the new ones differ); before, the allow_tf32 flags.
+_NEW_TF32_API = hasattr(torch.backends.cudnn, "conv")
+_TF32_OFF = ("ieee",) * 3 if _NEW_TF32_API else (False, False)
+
+
+def _tf32_flags() -> tuple:
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    if _NEW_TF32_API:
+        return tuple(flag.fp32_precision for flag in (matmul, cudnn.conv, cudnn.rnn))
+    return matmul.allow_tf32, cudnn.allow_tf32
+
+
 def test_verify_after_torch_freezes_its_backend_flags(monkeypatch) -> None:
     """torch.testing._internal calls torch.backends.disable_global_flags(); setting a
     cuDNN flag directly raises after it, the flags() context manager does not."""
@@ -65,10 +78,10 @@ def test_verify_after_torch_freezes_its_backend_flags(monkeypatch) -> None:
     torch.backends.disable_global_flags()
     with pytest.raises(RuntimeError, match="disable_global_flags"):
         torch.backends.cudnn.allow_tf32 = False
+    before = _tf32_flags()
     with _precise("cuda"):
-        assert torch.backends.cudnn.allow_tf32 is False
-        assert torch.backends.cuda.matmul.allow_tf32 is False
-    assert torch.backends.cudnn.allow_tf32 is True
+        assert _tf32_flags() == _TF32_OFF
+    assert _tf32_flags() == before
     spec = Spec(name="square", forward=lambda x: x**2, inputs={"x": Input(["n"])})
     assert verify(spec, checks=["finite_difference"], max_examples=3, seed=0).passed
 

@@ -6,7 +6,7 @@ up as a change here.
 
 CHECK_NAMES = (
     "analytic, reference, finite_difference, gradcheck, gradgradcheck, taylor, forward_mode, "
-    "devices"
+    "devices, layouts, batched, undefined"
 )
-DTYPE_NAMES = "float64, float32, float16, bfloat16"
+DTYPE_NAMES = "float64, float32, float16, bfloat16, complex128, complex64"
 DOCS = "(the whitelist: python -m harness formulas)"

@@ -19,9 +19,19 @@ __all__ = ["is_out_of_memory", "memory_guard", "synchronize", "time_calls"]
 
 
 def synchronize(device: str) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously); nothing on CPU."""
-    if device == "cuda":
-        torch.cuda.synchronize()
+    """Wait for the device's queued work (CUDA runs asynchronously); nothing on CPU.
+
+    ``cuda`` is the current device, ``cuda:1`` that one: a timer that waited on
+    another GPU than the one the work was queued on would time the launch alone.
+
+    >>> synchronize("cpu")
+    """
+    if _is_cuda(device):
+        torch.cuda.synchronize(device)
+
+
+def _is_cuda(device: str) -> bool:
+    return torch.device(device).type == "cuda"
 
 
 def is_out_of_memory(error: BaseException | None) -> bool:
@@ -55,7 +65,7 @@ def memory_guard(what: str, device: str) -> Iterator[None]:
             raise
         first_line = (str(error).splitlines() or [type(error).__name__])[0]
         reason = f"out of memory {what} on {device}: {first_line}"
-    if device == "cuda":  # after the except block: the failed frames are released
+    if _is_cuda(device):  # after the except block: the failed frames are released
         torch.cuda.empty_cache()
     if reason is not None:
         raise BenchmarkSkipped(reason)

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from harness.checks.batched import batched_check
 from harness.checks.case import Case
+from harness.checks.contract import undefined_check
 from harness.checks.gradients import analytic, finite_difference, reference
+from harness.checks.layouts import layouts_check
 from harness.checks.taylor import taylor_check
 from harness.checks.torch_checks import (
     devices_check,
@@ -33,6 +36,9 @@ RUNS: dict[str, Callable[[Case], list[Failure]]] = {
     "taylor": taylor_check,
     "forward_mode": forward_mode_check,
     "devices": devices_check,
+    "layouts": layouts_check,
+    "batched": batched_check,
+    "undefined": undefined_check,
 }
 
 

@@ -166,6 +166,12 @@ class Outputs:
             slots[k] = value
         return tuple(slots)
 
+    def seen(self) -> Any:
+        """The result as formulas see it: the tensor, or a tuple of every output detached
+        (an integer output too: topk's indices are ``result[1]``)."""
+        detached = self.detached().entries
+        return detached if self.multi else detached[0]
+
     def label(self, k: int) -> str:
         """How a message names output ``k``: "" for a single output."""
         return f" through output {k}" if self.multi else ""
@@ -257,7 +263,7 @@ def formula_vjp(
     input's formula returns one gradient per tensor)."""
     scope = arguments(spec, {name: value.detach() for name, value in values.items()}, example)
     scope.update(grad=outputs.packed(cotangents),
-                 result=outputs.packed([t.detach() for t in outputs.tensors]))
+                 result=outputs.seen())
     grads = {}
     for name, fn in spec.backward.items():
         returned = call(fn, scope)
@@ -308,7 +314,8 @@ def contracted(
         tensors = [e for e in entries if _differentiated(e)]
         if offsets is not None:
             tensors = [t - o for t, o in zip(tensors, offsets)]
-        change = torch.cat([t.reshape(-1) for t in tensors]).to(flat.dtype)
+        change = (tensors[0].reshape(-1) if len(tensors) == 1 else
+                  torch.cat([t.reshape(-1) for t in tensors])).to(flat.dtype)
         # One matrix-vector product per batch of steps under vmap, not a product and a sum.
         if change.is_complex():
             return (flat.conj() @ change).real

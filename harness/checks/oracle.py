@@ -37,6 +37,8 @@ class Oracle:
     def __init__(self, case: Case):
         self.case = case
         self._partials: dict[tuple[str, bool], differences.Estimate] = {}
+        self._scales: dict[str, torch.Tensor] = {}
+        self._directions: dict[str, torch.Tensor] = {}
 
     @cached_property
     def point(self) -> dict[str, torch.Tensor]:
@@ -76,8 +78,13 @@ class Oracle:
     def contracted_size(self, outputs) -> float:
         """sum over outputs of |v_k| . |outputs_k|, part by part (the size of the terms phi
         sums); ``outputs`` may be real views of complex outputs (a noise measurement)."""
-        return float(sum((real_view(v).abs().double() * real_view(o).abs().double()).sum()
-                         for v, o in zip(self.cotangents64, outputs)))
+        return float(sum(torch.dot(size, real_view(o).abs().double().reshape(-1))
+                         for size, o in zip(self._cotangent_sizes, outputs)))
+
+    @cached_property
+    def _cotangent_sizes(self) -> tuple[torch.Tensor, ...]:
+        """|v| of each cotangent, part by part, flat (the Taylor test's every step uses it)."""
+        return tuple(real_view(v).abs().double().reshape(-1) for v in self.cotangents64)
 
     @cached_property
     def measured_magnitude(self) -> float:
@@ -93,8 +100,11 @@ class Oracle:
         return self.measured_magnitude if measured else self.magnitude
 
     def scale(self, name: str) -> torch.Tensor:
-        """Each element's step scale, in real coordinates."""
-        return differences.step_scale(self.point[name], self.case.input_of(name))
+        """Each element's step scale, in real coordinates (computed once per input)."""
+        if name not in self._scales:
+            self._scales[name] = differences.step_scale(self.point[name],
+                                                        self.case.input_of(name))
+        return self._scales[name]
 
     def element_scale(self, name: str) -> torch.Tensor:
         """Each element's step scale in the input's own shape (a complex element's: the
@@ -117,12 +127,15 @@ class Oracle:
         return _judgeable(estimate)
 
     def direction(self, name: str) -> torch.Tensor:
-        """A random direction, scaled like the input, with no component near zero."""
-        generator = torch.Generator().manual_seed(self.case.example.cotangent_seed + 1)
-        shape = self.point[name].shape
-        uniform = 2 * torch.rand(shape, generator=generator, dtype=torch.float64) - 1
-        signed = torch.copysign(0.5 + uniform.abs(), uniform)  # one draw: size and sign
-        return signed.to(self.case.device) * self.scale(name)
+        """A random direction, scaled like the input, with no component near zero (drawn
+        once per input; the same for every check)."""
+        if name not in self._directions:
+            generator = torch.Generator().manual_seed(self.case.example.cotangent_seed + 1)
+            shape = self.point[name].shape
+            uniform = torch.rand(shape, generator=generator, dtype=torch.float64).mul_(2).sub_(1)
+            signed = uniform.abs().add_(0.5).copysign_(uniform)  # one draw: size and sign
+            self._directions[name] = signed.to(self.case.device).mul_(self.scale(name))
+        return self._directions[name]
 
     def gradient_direction(self, name: str, gradient: torch.Tensor) -> torch.Tensor | None:
         """The gradient itself as a direction, scaled like the input; None if it is zero."""

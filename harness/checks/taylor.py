@@ -202,8 +202,9 @@ def _contracted(case: Case, outputs) -> tuple[float, float]:
 
 def _inner(v: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
     """Re sum conj(v) f: the real inner product that phi takes."""
-    terms = v.conj() * output.to(v.dtype) if v.is_complex() else v * output.double()
-    return terms.sum().real if terms.is_complex() else terms.sum()
+    if not v.is_complex():  # one pass, no temporary the size of the output
+        return torch.dot(v.reshape(-1), output.double().reshape(-1))
+    return (v.conj() * output.to(v.dtype)).sum().real
 
 
 def _rates(remainders: list[float], floors: list[float]) -> list[float]:

@@ -261,8 +261,7 @@ def _jvp_formula(case: Case, point, tangents, outputs) -> tuple[torch.Tensor, ..
     have its output's shape."""
     scope = evaluate.arguments(case.spec, {n: v.detach() for n, v in point.items()},
                                case.example)
-    detached = outputs.detached()
-    scope.update(result=detached.packed(list(detached.tensors)),
+    scope.update(result=outputs.seen(),
                  **{f"{n}_t": t for n, t in _packed_tangents(case, tangents).items()})
     returned = evaluate.call(case.spec.jvp, scope)
     if outputs.multi:

@@ -77,7 +77,7 @@ class Formula:
     def __call__(self, **values: Any) -> Any:
         missing = sorted(self.names - values.keys())
         if missing:
-            raise TypeError(f"{_prefix(self.what, self.source)}: no value given for "
+            raise TypeError(f"{quoted(self.what, self.source)}: no value given for "
                             f"{', '.join(missing)} — pass every name in .names")
         namespace = dict(_NAMESPACE)
         namespace.update((name, values[name]) for name in self.names)
@@ -112,9 +112,9 @@ def compile_formula(source: str, *, variables: Iterable[str], what: str = "formu
         checker.check(tree)
         code = _quietly(compile, tree, f"<{what}>", "eval")
     except SpecError as error:
-        raise SpecError(f"{_prefix(what, source)}: {error.message}") from None
+        raise SpecError(f"{quoted(what, source)}: {error.message}") from None
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-        raise SpecError(f"{_prefix(what, source)}: {_syntax(error, source)}") from None
+        raise SpecError(f"{quoted(what, source)}: {_syntax(error, source)}") from None
     return Formula(source, frozenset(checker.names), what, variables, code)
 
 
@@ -173,7 +173,8 @@ def _depth(tree: ast.AST) -> int:
     return deepest
 
 
-def _prefix(what: str, source: object) -> str:
+def quoted(what: str, source: object) -> str:
+    """``what = "source"`` as messages show a formula (long ones cut)."""
     if not isinstance(source, str):
         return f"{what} = {source!r}"
     shown = source if len(source) <= 120 else source[:117] + "..."
@@ -253,7 +254,9 @@ class _Checker:
             raise SpecError(f"function {name!r} is not a value — call it: {name}(...)")
         elif name not in CONSTANTS:
             uses = ", ".join(self.variables) or "no inputs"
-            guess = _closest(name, [*self.variables, *FUNCTIONS, *CONSTANTS])
+            # A bare name is a value: an input or a constant before a function's name.
+            guess = (_closest(name, [*self.variables, *CONSTANTS])
+                     or _closest(name, FUNCTIONS))
             hint = f" (did you mean {guess!r}?)" if guess else ""
             raise SpecError(f"unknown name {name!r} — the formula can use {uses}{hint}")
 

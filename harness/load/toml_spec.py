@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import SpecError, at_key, did_you_mean
-from harness.load.formula import compile_formula
+from harness.load.arity import constant_indices, output_count
+from harness.load.formula import compile_formula, quoted
 from harness.spec import Input, Spec
 
 FORMULA_KEYS = ("forward", "backward", "jvp", "reference")  # compiled through the whitelist
@@ -50,6 +51,8 @@ def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
         tangents = [f"{n}_t" for n in differentiable]
         jvp = _optional_formula(table.get("jvp"), [*variables, *tangents, "result"], "jvp")
     backward = _backward(table.get("backward"), [*variables, "grad", "result"])
+    _check_output_indices(output_count(forward), {"jvp": jvp, **{
+        f"backward.{name}": formula for name, formula in backward.items()}})
     return Spec(
         forward=forward, inputs=inputs, backward=backward or None, jvp=jvp,
         reference=reference, examples=table.get("examples", ()), name=name,
@@ -106,3 +109,18 @@ def _backward(backward: Any, variables: list[str]) -> dict[str, Any]:
         with at_key(f"backward.{name}"):
             formulas[name] = _formula(source, variables, f"backward.{name}")
     return formulas
+
+
+def _check_output_indices(count: int | None, formulas: dict[str, Any]) -> None:
+    """grad[k] and result[k] must name one of a tuple forward's ``count`` outputs."""
+    if count is None:
+        return
+    for what, formula in formulas.items():
+        for name in ("grad", "result"):
+            for index in [] if formula is None else constant_indices(formula, name):
+                if not -count <= index < count:
+                    with at_key(what):
+                        raise SpecError(
+                            f"{quoted(what, formula.source)} reads {name}[{index}], but forward "
+                            f"returns {count} outputs — index them {name}[0] to "
+                            f"{name}[{count - 1}]")

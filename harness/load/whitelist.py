@@ -35,11 +35,13 @@ _TORCH = (
     "cumprod", "amax", "amin", "max", "min", "sort", "numel", "outer", "dot", "inner", "matmul",
     "mm", "bmm", "mv", "einsum", "kron", "trace", "logdet", "diag", "diagonal", "diag_embed",
     "tril", "triu", "transpose", "permute", "reshape", "flatten", "squeeze", "unsqueeze",
-    "broadcast_to", "cat", "stack", "flip", "roll", "zeros_like", "ones_like", "full_like"
+    "broadcast_to", "cat", "stack", "flip", "roll", "zeros_like", "ones_like", "full_like",
+    "topk", "gather", "index_select", "masked_fill", "index_add", "scatter_add", "conj", "real",
+    "imag", "angle", "split", "unbind"
 )
 _NN = (
     "logsigmoid", "softplus", "gelu", "silu", "elu", "leaky_relu", "hardtanh", "softmax",
-    "log_softmax", "mse_loss", "cross_entropy", "layer_norm", "linear"
+    "log_softmax", "mse_loss", "cross_entropy", "layer_norm", "linear", "embedding", "one_hot"
 )
 _LINALG = (
     "norm", "vector_norm", "matrix_norm", "cross", "inv", "det", "slogdet", "solve", "cholesky",

@@ -22,6 +22,9 @@ HALVINGS = 3  # steps h, h/2, h/4: two rounds of Richardson extrapolation
 RETRIES = 3  # on a non-finite value or a kink between the steps, retry with smaller steps
 RETRY_SHRINK = 16  # ... this much smaller each time
 VMAP_CHUNK = 256
+# The partial derivatives take the perturbations of several steps in one batch, up to
+# this many elements (n^2 a step for n elements).
+BATCHED_ELEMENTS = 2**22
 # Rounding of phi's evaluations: each of the two evaluations a central difference
 # subtracts errs by a few ulps of the terms it sums; over the finest step, in
 # units of eps: 2 evaluations x 4 ulps.
@@ -114,16 +117,20 @@ def directional_derivative(
     failures: list[str] = []
     device = next(iter(point.values())).device
 
-    def along(t: float) -> torch.Tensor:
+    def at(t: float) -> torch.Tensor:
         moved = {name: torch.add(value, direction[name], alpha=t) if name in direction
                  else value for name, value in point.items()}
         return _or_nan(phi, moved, failures, (), device)
+
+    def along(ts: list[float]) -> list[torch.Tensor]:
+        return [at(t) for t in ts]
 
     moved_size = sum(float(torch.where(d != 0, point[name].abs(), 0).sum())
                      for name, d in direction.items())
     step_size = sum(float(d.abs().sum()) for d in direction.values())
     reach = torch.tensor(moved_size / step_size if step_size > 0 else 0.0, dtype=torch.float64)
-    return _with_failure(_extrapolated(along, magnitude, reach, centred), failures)
+    return _with_failure(_extrapolated(along, lambda: at(0.0), magnitude, reach, centred),
+                         failures)
 
 
 def partial_derivatives(
@@ -142,17 +149,29 @@ def partial_derivatives(
         empty = base.detach().to(torch.float64)
         return Estimate(empty, empty, torch.ones_like(empty, dtype=torch.bool))
     flat_base, flat_scale = base.reshape(-1), scale.reshape(-1)
-    moved = flat_base.repeat(n, 1)  # row i moves element i only: its diagonal entry
     failures: list[str] = []
 
-    def batched(t: float) -> torch.Tensor:
-        if t == 0:  # the centre: one forward, not n identical ones
-            return phi(point).expand(n)
-        moved.diagonal().copy_(flat_base + t * flat_scale)
-        return _phi_along_basis(phi, point, name, moved.reshape(n, *base.shape), failures)
+    def along(ts: list[float]) -> list[torch.Tensor]:
+        """phi at each step's n moved points (row i moves element i only: its diagonal
+        entry), every step in one batch where it fits: one vmap call, not one a step (its
+        fixed cost outweighs a small forward's arithmetic)."""
+        per_batch = max(1, BATCHED_ELEMENTS // (n * n))
+        values = []
+        for start in range(0, len(ts), per_batch):
+            chunk = ts[start:start + per_batch]
+            rows = flat_base.repeat(len(chunk), n, 1)
+            steps = torch.tensor(chunk, dtype=flat_base.dtype, device=flat_base.device)
+            rows.diagonal(dim1=1, dim2=2).copy_(flat_base + steps[:, None] * flat_scale)
+            batch = _phi_along_basis(phi, point, name, rows.reshape(len(chunk) * n, *base.shape),
+                                     failures)
+            values += list(batch.reshape(len(chunk), n))
+        return values
+
+    def centre() -> torch.Tensor:  # one forward, not n identical ones
+        return phi(point).expand(n)
 
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
-    estimate = _extrapolated(batched, magnitude, reach.to(base.device), centred)
+    estimate = _extrapolated(along, centre, magnitude, reach.to(base.device), centred)
     return _with_failure(Estimate(
         (estimate.value / scale.reshape(-1)).reshape(base.shape),
         (estimate.error / scale.reshape(-1)).reshape(base.shape),
@@ -191,44 +210,31 @@ def _with_failure(estimate: Estimate, failures: list[str]) -> Estimate:
 
 
 def _extrapolated(
-    along: Callable[[float], torch.Tensor], magnitude: float, reach: torch.Tensor,
-    centred: bool,
+    along: Callable[[list[float]], list[torch.Tensor]], centre: Callable[[], torch.Tensor],
+    magnitude: float, reach: torch.Tensor, centred: bool,
 ) -> Estimate:
-    """``reach``: the moved elements' size over the step's, |x| / |d| (see _richardson)."""
-    if centred:
-        along = _zero_at_the_centre(along)
+    """``along(ts)``: phi at each step t of ``ts`` (a batch of them at once, where the
+    caller can); ``centre()``: phi at the point, never called when ``centred``; ``reach``:
+    the moved elements' size over the step's, |x| / |d| (see _richardson)."""
     step = FIRST_STEP
     for _ in range(RETRIES + 1):
-        estimate, clear = _richardson(along, step, magnitude, reach)
+        estimate, clear = _richardson(along, centre, step, magnitude, reach, centred)
         if estimate.finite and bool(clear.all()):
             return estimate
         step /= RETRY_SHRINK
     return Estimate(estimate.value, estimate.error, estimate.smooth & clear)
 
 
-def _zero_at_the_centre(along: Callable[[float], torch.Tensor]) -> Callable:
-    """``along``, returning zeros shaped like its steps at t = 0 (taken after a step)."""
-    last: list[torch.Tensor] = []
-
-    def centred(t: float) -> torch.Tensor:
-        if t:
-            last[:] = [along(t)]
-            return last[0]
-        return torch.zeros_like(last[0]) if last else along(t)
-
-    return centred
-
-
 def _richardson(
-    along, step: float, magnitude: float, reach: torch.Tensor
+    along, centre_of, step: float, magnitude: float, reach: torch.Tensor, centred: bool,
 ) -> tuple[Estimate, torch.Tensor]:
     """The extrapolated estimate, and where no kink lies between the steps (see
     ``_kink_between_steps``)."""
     with torch.no_grad():
         steps = [step / 2**k for k in range(HALVINGS)]
-        plus = [along(h) for h in steps]
-        minus = [along(-h) for h in steps]
-        centre = along(0.0)
+        values = along([*steps, *(-h for h in steps)])
+        plus, minus = values[:HALVINGS], values[HALVINGS:]
+        centre = torch.zeros_like(plus[0]) if centred else centre_of()
     central = [(p - m) / (2 * h) for p, m, h in zip(plus, minus, steps)]
     first = [(4 * central[k + 1] - central[k]) / 3 for k in range(HALVINGS - 1)]
     second = (16 * first[1] - first[0]) / 15

@@ -91,9 +91,9 @@ def cotangent(shape: torch.Size, seed: int, dtype: torch.dtype, device: str) -> 
     """
     generator = torch.Generator().manual_seed(seed)
     parts = (*shape, 2) if dtype.is_complex else shape
-    magnitude = 1.25 + 0.75 * torch.rand(parts, generator=generator, dtype=torch.float64)
-    sign = torch.randint(0, 2, parts, generator=generator) * 2 - 1
-    value = magnitude * sign
+    magnitude = torch.rand(parts, generator=generator, dtype=torch.float64).mul_(0.75).add_(1.25)
+    negative = torch.randint(0, 2, parts, generator=generator) == 0
+    value = torch.where(negative, -magnitude, magnitude)  # as magnitude * (2 bit - 1)
     if dtype.is_complex:
         value = torch.view_as_complex(value)
     return value.to(dtype=dtype, device=device)

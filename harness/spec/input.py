@@ -35,7 +35,8 @@ class Input:
 
     ``dtype`` None is the item's dtype (a float or complex one); an integer dtype
     ("int64", ...) draws from ``[low, high)`` (exclusive, like ``torch.randint``),
-    where ``low`` and ``high`` may name a dim (an embedding's index: ``high="V"``);
+    where ``low`` (0 unless given) and ``high`` may name a dim (an embedding's index:
+    ``high="V"``);
     "bool" draws masks. Such inputs are passed as they are in every item and never
     differentiated. ``count=(min, max)`` makes the input a list of that many
     tensors of the shape (for cat, stack), each differentiated.
@@ -48,8 +49,9 @@ dtype=None, count=None)
     """
 
     shape: tuple[int | str, ...] = ()
-    low: float | str = field(default=-10.0, kw_only=True)
-    high: float | str = field(default=10.0, kw_only=True)
+    # None: [-10, 10] for a float input, [0, 10) for an integer one (an index's low is 0).
+    low: float | str | None = field(default=None, kw_only=True)
+    high: float | str | None = field(default=None, kw_only=True)
     requires_grad: bool | None = field(default=None, kw_only=True)  # None: unless integral
     kinks: tuple[float, ...] = field(default=(), kw_only=True)
     unique: bool = field(default=False, kw_only=True)
@@ -72,6 +74,10 @@ dtype=None, count=None)
         object.__setattr__(self, "shape", checked_shape(self.shape))
         object.__setattr__(self, "kinks", checked_kinks(self.kinks))
         self._validate_dtype()
+        defaults = (0, 10) if self.is_integral else (-10.0, 10.0)
+        for name, default in zip(("low", "high"), defaults):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
         for name in ("low", "high"):
             value = getattr(self, name)
             if isinstance(value, str) and self.is_integral and _is_dim_name(value):
@@ -105,12 +111,12 @@ dtype=None, count=None)
             object.__setattr__(self, "requires_grad", self.dtype is None)
         elif self.requires_grad and self.dtype is not None:
             raise SpecError(
-                f"requires_grad=True on a {self.dtype} input — an integer or bool input has "
-                f"no gradient; leave requires_grad out (it is false for these)"
+                f"requires_grad=True on {_article(self.dtype)} {self.dtype} input — an integer "
+                "or bool input has no gradient; leave requires_grad out (it is false for these)"
             )
         if self.kinks and self.dtype is not None:
-            raise SpecError(f"kinks={list(self.kinks)!r} on a {self.dtype} input — kinks "
-                            f"are for float inputs; remove them")
+            raise SpecError(f"kinks={list(self.kinks)!r} on {_article(self.dtype)} {self.dtype} "
+                            "input — kinks are for float inputs; remove them")
 
     @property
     def is_integral(self) -> bool:
@@ -194,3 +200,7 @@ def checked_kinks(kinks: object) -> tuple[float, ...]:
                 f"list the points where the function is not differentiable, e.g. [0.0]"
             )
     return tuple(float(kink) for kink in kinks)
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
