@@ -400,6 +400,13 @@ TRICKY: list[Tricky] = [
         name="log_near_zero_exact_bounds", forward=lambda x: torch.log(x),
         inputs={"x": vector(2.0**-10, 2.0**-7)}, backward={"x": lambda grad, x: grad / x},
     ), "log x for x in [2^-10, 2^-7] (bounds exact in float32)"),
+    Tricky(Spec(
+        name="index_fill_scalar_value",
+        forward=lambda x, v, idx: torch.index_fill(x, 1, idx, v),
+        inputs={"x": Input(("m", 4)), "v": Input(()),
+                "idx": Input(("k",), dtype="int64", high=4)},
+    ), "index_fill with a 0-d value tensor: torch.func.vmap fills every batch row with the "
+       "last value (torch 2.13), so the batched oracle must notice and loop"),
     # --- products ----------------------------------------------------------------------------
     Tricky(Spec(
         name="prod", forward=lambda x: x.prod(), inputs={"x": vector(-3, 3)},

@@ -186,9 +186,36 @@ def _phi_along_basis(
         return phi({**point, name: value})
 
     try:
-        return torch.func.vmap(one, chunk_size=VMAP_CHUNK)(moved)
+        batch = torch.func.vmap(one, chunk_size=VMAP_CHUNK)(moved)
     except Exception:  # vmap support is optional for user forwards; loop instead
+        batch = None
+    if batch is None or not _agrees_with_plain_calls(one, moved, batch):
         return torch.stack([_or_nan(one, value, failures, (), moved.device) for value in moved])
+    return batch
+
+
+# A batched row may differ from its plain call by rounding (another kernel, another
+# summation order), never by more than this share of its size.
+VMAP_AGREEMENT = 1e-10
+
+
+def _agrees_with_plain_calls(one: Callable, moved: torch.Tensor, batch: torch.Tensor) -> bool:
+    """The first and last rows of a vmapped batch against plain calls: vmap can be silently
+    wrong (torch 2.13: index_fill with a batched 0-d value fills every row with the last
+    value), and a wrong batch would make a right gradient look wrong."""
+    for row in {0, len(moved) - 1}:
+        try:
+            plain = one(moved[row])
+        except Exception:  # the loop will record it as a failure at this point
+            return False
+        if not torch.isfinite(plain).all() or not torch.isfinite(batch[row]).all():
+            if not torch.equal(plain.isnan(), batch[row].isnan()):
+                return False
+            continue
+        size = max(float(plain.abs().max()) if plain.numel() else 0.0, 1e-300)
+        if float((batch[row] - plain).abs().max()) > VMAP_AGREEMENT * size:
+            return False
+    return True
 
 
 def _or_nan(phi: Callable, values, failures: list[str], shape, device) -> torch.Tensor:
