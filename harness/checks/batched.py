@@ -19,11 +19,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 
 from harness.checks import evaluate
 from harness.checks.case import COTANGENT_STRIDE, Case
 from harness.checks.contract import reordering
+from harness.checks.torch_checks import dual_tangents, tangent_quantity
 from harness.errors import Fault
 from harness.numerics.compare import judged
 from harness.report import Failure, table
@@ -71,7 +71,7 @@ def _batched_jvp(case: Case) -> list[Failure]:
                            + COTANGENT_STRIDE * i + 1, case.values[n].dtype, case.device)
               for i, n in enumerate(names)} for j in (1, 2)]
     try:
-        singles = [_dual(case, tangents) for tangents in draws]
+        singles = [dual_tangents(case, case.values, tangents) for tangents in draws]
     except (NotImplementedError, RuntimeError) as error:
         if any(words in str(error) for words in NO_FORWARD_AD):
             return []  # no forward-mode AD: the VJP part stands alone (forward_mode skips)
@@ -99,31 +99,6 @@ def _batched_jvp(case: Case) -> list[Failure]:
                      tangents=draws)
 
 
-def _dual(case: Case, tangents, point=None) -> tuple[torch.Tensor, ...]:
-    """The output tangents along ``tangents`` at ``point`` (the case's inputs by default)."""
-    point = case.values if point is None else point
-    with forward_ad.dual_level(), _quiet():
-        duals = {n: forward_ad.make_dual(v.detach(), tangents[n]) if n in tangents
-                 else v.detach() for n, v in point.items()}
-        result = case.spec.forward(evaluate.arguments(case.spec, duals, case.example))
-        unpacked = [forward_ad.unpack_dual(o) for o in _floating(result)]
-        return tuple(torch.zeros_like(u.primal) if u.tangent is None else u.tangent.clone()
-                     for u in unpacked)
-
-
-def _tangent_quantity(case: Case, tangents):
-    """Forward mode's output tangents along ``tangents``, as the noise model reruns them."""
-
-    def tangent_at(point, dtype) -> dict[str, torch.Tensor]:
-        moved = {n: evaluate.cast(t, dtype) for n, t in tangents.items()}
-        try:
-            return dict(zip(case.output_keys, _dual(case, moved, point)))
-        except Exception as error:  # under simulated rounding, or a step away
-            raise Fault(f"forward under forward-mode AD raised {error}") from error
-
-    return tangent_at
-
-
 def _floating(result) -> tuple[torch.Tensor, ...]:
     entries = tuple(result) if isinstance(result, (tuple, list)) else (result,)
     return tuple(e for e in entries if isinstance(e, torch.Tensor)
@@ -143,7 +118,7 @@ def _compared(case: Case, summary: str, batched, singles, keys: Sequence[str],
             if tangent:
                 def measured(key=key):  # measured along the first tangent: the draws
                     rounding = case.rounding(  # are alike in size, and it costs reruns
-                        "batched tangent", _tangent_quantity(case, tangents[0]))
+                        "batched tangent", tangent_quantity(case, tangents[0]))
                     return {"forward-mode rounding": 2 * rounding[key]}
 
                 mismatch = judged(got, expected,

@@ -135,7 +135,7 @@ def forward_mode_check(case: Case) -> list[Failure]:
         cheap = cheap.plus(**dict(case.allowance(case.autograd[n]).projected(tangents[n])))
 
     def measured() -> dict[str, torch.Tensor]:
-        tangent = case.rounding("tangent", _tangent_quantity(case, tangents))
+        tangent = case.rounding("tangent", tangent_quantity(case, tangents))
         forward = sum((tangent[key] * real_view(v).abs().double().cpu()).sum()
                       for key, v in zip(case.output_keys, cotangents))
         reverse = sum((case.rounding("autograd")[n] * real_view(tangents[n]).abs().double()
@@ -163,7 +163,7 @@ def _inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _forward_mode_jvp(case: Case, tangents) -> tuple[torch.Tensor, ...]:
     try:
-        return _dual_tangent(case, case.values, tangents)
+        return dual_tangents(case, case.values, tangents)
     except (NotImplementedError, RuntimeError) as error:
         text = str(error)
         if "forward AD" in text or "forward mode AD" in text or "jvp" in text:
@@ -171,7 +171,7 @@ def _forward_mode_jvp(case: Case, tangents) -> tuple[torch.Tensor, ...]:
         raise Fault(f"forward under forward-mode AD raised {text}") from error
 
 
-def _dual_tangent(case: Case, point, tangents) -> tuple[torch.Tensor, ...]:
+def dual_tangents(case: Case, point, tangents) -> tuple[torch.Tensor, ...]:
     """The tangent of each differentiable output of the forward at ``point`` along
     ``tangents`` (forward-mode AD)."""
     with forward_ad.dual_level(), warnings.catch_warnings():
@@ -187,13 +187,13 @@ def _dual_tangent(case: Case, point, tangents) -> tuple[torch.Tensor, ...]:
                      for u in unpacked)
 
 
-def _tangent_quantity(case: Case, tangents):
+def tangent_quantity(case: Case, tangents):
     """Forward mode's output tangents as a quantity the noise model reruns."""
 
     def tangent_at(point, dtype) -> dict[str, torch.Tensor]:
         moved = {n: evaluate.cast(t, dtype) for n, t in tangents.items()}
         try:
-            return dict(zip(case.output_keys, _dual_tangent(case, point, moved)))
+            return dict(zip(case.output_keys, dual_tangents(case, point, moved)))
         except Exception as error:  # under simulated rounding, or a step away
             raise Fault(f"forward under forward-mode AD raised {error}") from error
 
@@ -244,7 +244,7 @@ def _jvp_formula_failures(case, tangents, jvp) -> list[Failure]:
         def measured(key=key) -> dict[str, torch.Tensor]:
             return {"jvp formula rounding": case.rounding("jvp", formula_at)[key],
                     "forward-mode rounding": case.rounding(
-                        "tangent", _tangent_quantity(case, tangents))[key]}
+                        "tangent", tangent_quantity(case, tangents))[key]}
 
         mismatch = judged(ours, theirs, case.allowance(theirs), measured)
         if mismatch:
