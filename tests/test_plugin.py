@@ -47,9 +47,7 @@ SEED_IDS = [
     "specs/seed.toml::linear_mse::layouts[cpu-float32]",
     "specs/seed.toml::linear_mse::batched[cpu-float64]",
     "specs/seed.toml::linear_mse::batched[cpu-float32]",
-    "specs/seed.toml::linear_mse::undefined[cpu-float64]",
-    "specs/seed.toml::linear_mse::undefined[cpu-float32]",
-]
+]  # no undefined items: the TOML forward is one expression, so one output
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA behaviour")
 
 
@@ -105,16 +103,16 @@ def test_plugin_comes_from_the_entry_point(seed_specs):
 @pytest.mark.parametrize(
     ("target", "count"),
     [
-        ("specs", 15),
-        ("specs/seed.toml", 15),
-        ("specs/seed.toml::linear_mse", 15),
+        ("specs", 13),
+        ("specs/seed.toml", 13),
+        ("specs/seed.toml::linear_mse", 13),
         ("specs/seed.toml::linear_mse::gradcheck[cpu]", 1),
     ],
 )
 def test_paths_and_node_ids_select_items(seed_specs, write, target, count):
     write(seed_specs.path / "specs" / "other.toml", SQUARE)
     if target == "specs":
-        count += 15
+        count += 13  # the square spec's items: as many as linear_mse's
     assert len(collected(seed_specs, "--harness-devices=cpu", target)) == count
 
 
@@ -169,7 +167,7 @@ def test_spec_checks_and_dtypes_limit_its_items(pytester, write):
         pytest.param(["--harness-dtypes=float32"], [
             "analytic[cpu-float32]", "finite_difference[cpu-float32]", "gradcheck[cpu]",
             "taylor[cpu-float32]", "forward_mode[cpu-float32]", "layouts[cpu-float32]",
-            "batched[cpu-float32]", "undefined[cpu-float32]"], id="dtypes"),
+            "batched[cpu-float32]"], id="dtypes"),
         pytest.param(["--harness-checks=analytic,taylor"], [
             "analytic[cpu-float64]", "analytic[cpu-float32]", "taylor[cpu-float64]",
             "taylor[cpu-float32]"], id="checks"),
@@ -354,6 +352,27 @@ def test_markers_per_check(seed_specs):
     result = run(seed_specs, "--markers")
     for name in CHECKS:
         result.stdout.fnmatch_lines([f"@pytest.mark.{name}: harness items of the {name} check*"])
+
+
+def test_undefined_items_only_where_the_forward_may_return_several_tensors(pytester, write):
+    write(pytester.path / "specs" / "outputs.toml", """
+        [pair]
+        forward = "(x * 2, sin(x))"
+        inputs.x = { shape = ["n"] }
+
+        [largest]
+        forward = "topk(x, 1)"
+        inputs.x = { shape = ["n"], unique = true }
+
+        [single]
+        forward = "sin(x) * 2"
+        inputs.x = { shape = ["n"] }
+        """)
+    undefined = [node for node in collected(pytester, "--harness-devices=cpu",
+                                            "--harness-dtypes=float64")
+                 if "::undefined[" in node]
+    assert undefined == ["specs/outputs.toml::pair::undefined[cpu-float64]",
+                         "specs/outputs.toml::largest::undefined[cpu-float64]"]
 
 
 def test_k_selects_by_spec_name(seed_specs, write):

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.errors import SpecError, at_key, did_you_mean
-from harness.load.arity import constant_indices, output_count
+from harness.load.arity import constant_indices, output_count, tuple_length
 from harness.load.formula import compile_formula, quoted
 from harness.spec import Input, Spec
 
@@ -51,13 +51,15 @@ def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
         tangents = [f"{n}_t" for n in differentiable]
         jvp = _optional_formula(table.get("jvp"), [*variables, *tangents, "result"], "jvp")
     backward = _backward(table.get("backward"), [*variables, "grad", "result"])
-    _check_output_indices(output_count(forward), {"jvp": jvp, **{
+    _check_output_indices(tuple_length(forward), {"jvp": jvp, **{
         f"backward.{name}": formula for name, formula in backward.items()}})
-    return Spec(
+    spec = Spec(
         forward=forward, inputs=inputs, backward=backward or None, jvp=jvp,
         reference=reference, examples=table.get("examples", ()), name=name,
         doc=table.get("doc", ""), path=path, line=line, **options,
     )
+    spec.output_count = output_count(forward)
+    return spec
 
 
 def _inputs(inputs: Any) -> dict[str, Input]:

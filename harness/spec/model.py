@@ -146,11 +146,18 @@ class Spec:
             check_memory(self.inputs, self.dims)
         with at_key("examples"):
             self.examples = checked_examples(examples, self)
+        # Known before running only for a TOML forward (load/arity); None: the forward tells.
+        self.output_count: int | None = None
 
     @property
     def differentiable(self) -> tuple[str, ...]:
         """Names of the inputs whose gradient is checked."""
         return tuple(n for n, i in self.inputs.items() if i.requires_grad)
+
+    @property
+    def several_outputs(self) -> bool:
+        """Whether the forward may return two or more tensors (unknown counts as may)."""
+        return self.output_count is None or self.output_count > 1
 
     @property
     def location(self) -> str:
