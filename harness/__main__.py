@@ -17,6 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.errors import did_you_mean
+from harness.registry import CHECK_NAMES, DTYPE_NAMES
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m harness`` and the ``harness`` script.
@@ -43,8 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "gradient (r = 0) fails")
     power.add_argument("paths", nargs="*", metavar="PATH",
                        help="spec files or folders (default: as for list)")
-    power.add_argument("--checks", help="comma-separated checks (default: all that apply)")
-    power.add_argument("--dtypes", default="float64,float32", help="default: %(default)s")
+    power.add_argument("--checks", type=_names_of("check", CHECK_NAMES), metavar="NAMES",
+                       help="comma-separated checks (default: all that apply)")
+    power.add_argument("--dtypes", type=_names_of("dtype", DTYPE_NAMES), metavar="NAMES",
+                       default="float64,float32", help="default: %(default)s")
     power.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     power.add_argument("--max-examples", type=int, default=5, help="default: %(default)s")
     commands.add_parser("formulas", help="print what a TOML formula may use (the whitelist)",
@@ -69,10 +74,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "power":
         from harness.power import main as power_main
 
-        return power_main(entries, checks=args.checks.split(",") if args.checks else None,
-                          dtypes=args.dtypes.split(","), seed=args.seed,
+        return power_main(entries, checks=args.checks, dtypes=args.dtypes, seed=args.seed,
                           max_examples=args.max_examples)
     return _list(entries) if args.command == "list" else _validate(entries)
+
+
+def _names_of(what: str, known: Sequence[str]):
+    """An argparse type: comma-separated names, each one of ``known`` (else exit 2 saying
+    which is not, the closest and the choices)."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        for name in names:
+            if name not in known:
+                raise argparse.ArgumentTypeError(
+                    f"{name!r} is not a {what}{did_you_mean(name, known)} — the {what}s are "
+                    f"{', '.join(known)}")
+        return names
+
+    return parse
 
 
 def _entries(paths: Sequence[str]):

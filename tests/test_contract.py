@@ -191,3 +191,28 @@ def test_a_broadcast_gradient_autograd_would_sum_down_is_named() -> None:
     assert headline.startswith("The backward breaks autograd's contract"), headline
     assert "AddRow.backward returned, as gradient 1, shape (" in headline, headline
     assert "autograd sums it down silently" in headline, headline
+
+
+class _Scale(torch.autograd.Function):
+    """alpha * x for a Python float alpha before the tensor: the float has no graph edge."""
+
+    @staticmethod
+    def forward(ctx, alpha, x, lower):
+        ctx.alpha, ctx.lower = alpha, lower
+        return alpha * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        gradient = ctx.alpha * grad
+        return None, gradient.float() if ctx.lower else gradient, None
+
+
+@pytest.mark.parametrize("lower", [False, True], ids=["right", "float32-gradient"])
+def test_a_non_tensor_argument_before_the_tensors_keeps_the_pairing(lower: bool) -> None:
+    spec = Spec(name="scale", forward=lambda x: _Scale.apply(2.0, x, lower),
+                inputs={"x": Input(("n",))})
+    report = verify(spec, checks=["layouts"], seed=0, settings=NO_SHRINK)
+    assert report.passed is not lower, str(report)
+    if lower:
+        assert "_Scale.backward returned, as gradient 1, float32 for a float64 input" in \
+            str(report).splitlines()[0], str(report)

@@ -186,6 +186,8 @@ for part in ${PARTS//,/ }; do
     continue
   fi
   log="$OUT_DIR/$part.log"
+  # a reused --out folder: never print an earlier run's ratios as this one's
+  [ "$part" = benchmarks ] && rm -f "$OUT_DIR/benchmarks.json"
   start=$(date +%s.%N)
   timeout --signal=TERM --kill-after="$GRACE" "$budget" "${command[@]}" > "$log" 2>&1
   code=$?

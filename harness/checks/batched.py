@@ -42,11 +42,11 @@ def _batched_vjp(case: Case) -> list[Failure]:
                              + COTANGENT_STRIDE * k, v.dtype, case.device)
                    for k, v in enumerate(case.cotangents))
     batch = (tuple(v.clone() for v in case.cotangents), second)
-    singles = [evaluate.autograd_vjp(case.spec, case.values, case.outputs,
-                                     [v.clone() for v in vs], case.example) for vs in batch]
     outputs = [t for t in case.outputs.tensors if t.requires_grad]
     if not outputs:
         return []
+    singles = [evaluate.autograd_vjp(case.spec, case.values, case.outputs,
+                                     [v.clone() for v in vs], case.example) for vs in batch]
     which = [k for k, t in enumerate(case.outputs.tensors) if t.requires_grad]
     leaves = [case.values[name] for name in case.leaves]
 

@@ -123,7 +123,8 @@ def returned_gradients(roots: Sequence[torch.Tensor]) -> Iterator[list[str]]:
         for cls in _function_classes(roots):
             name = "vjp" if cls.vjp is not Function.vjp else "backward"
             patched.append((cls, name, cls.__dict__.get(name)))
-            setattr(cls, name, staticmethod(_watching(cls, getattr(cls, name), breaches)))
+            setattr(cls, name,
+                    staticmethod(_watching(cls, name, getattr(cls, name), breaches)))
         yield breaches
     finally:
         for cls, name, original in reversed(patched):
@@ -148,17 +149,23 @@ def _function_classes(roots: Sequence[torch.Tensor]) -> list[type]:
     return classes
 
 
-def _watching(cls: type, backward, breaches: list[str]):
+def _watching(cls: type, method: str, backward, breaches: list[str]):
     def watched(ctx, *grads):
         returned = backward(ctx, *grads)
         entries = returned if isinstance(returned, tuple) else (returned,)
-        for i, (grad, (node, nr)) in enumerate(zip(entries, ctx.next_functions)):
-            if not isinstance(grad, torch.Tensor) or node is None:
+        # One entry per forward argument, one edge per tensor argument: a non-tensor argument
+        # (Scale.apply(alpha, x)) has no edge, so arguments and edges pair up through the
+        # ones that need a gradient, which are exactly the edges with a node.
+        wanted = [i for i, needed in enumerate(ctx.needs_input_grad) if needed]
+        edges = [edge for edge in ctx.next_functions if edge[0] is not None]
+        for i, (node, nr) in zip(wanted, edges):
+            grad = entries[i] if i < len(entries) else None
+            if not isinstance(grad, torch.Tensor):
                 continue
             expected = expected_gradient(node, nr)
             breach = expected and _breach(grad, *expected)
             if breach:
-                breaches.append(f"{cls.__name__}.backward returned, as gradient {i}, {breach}")
+                breaches.append(f"{cls.__name__}.{method} returned, as gradient {i}, {breach}")
         return returned
 
     return watched

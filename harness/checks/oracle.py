@@ -77,8 +77,9 @@ class Oracle:
 
     def contracted_size(self, outputs) -> float:
         """sum over outputs of |v_k| . |outputs_k|, part by part (the size of the terms phi
-        sums); ``outputs`` may be real views of complex outputs (a noise measurement)."""
-        return float(sum(torch.dot(size, real_view(o).abs().double().reshape(-1))
+        sums); ``outputs`` may be real views of complex outputs (a noise measurement,
+        which the noise model returns on the CPU whatever the case's device)."""
+        return float(sum(torch.dot(size, real_view(o).to(size.device).abs().double().reshape(-1))
                          for size, o in zip(self._cotangent_sizes, outputs)))
 
     @cached_property

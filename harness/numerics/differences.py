@@ -163,7 +163,7 @@ def partial_derivatives(
             steps = torch.tensor(chunk, dtype=flat_base.dtype, device=flat_base.device)
             rows.diagonal(dim1=1, dim2=2).copy_(flat_base + steps[:, None] * flat_scale)
             batch = _phi_along_basis(phi, point, name, rows.reshape(len(chunk) * n, *base.shape),
-                                     failures)
+                                     failures, magnitude)
             values += list(batch.reshape(len(chunk), n))
         return values
 
@@ -180,7 +180,8 @@ def partial_derivatives(
 
 
 def _phi_along_basis(
-    phi: Scalar, point: Values, name: str, moved: torch.Tensor, failures: list[str]
+    phi: Scalar, point: Values, name: str, moved: torch.Tensor, failures: list[str],
+    magnitude: float = 0.0,
 ) -> torch.Tensor:
     def one(value: torch.Tensor) -> torch.Tensor:
         return phi({**point, name: value})
@@ -189,17 +190,21 @@ def _phi_along_basis(
         batch = torch.func.vmap(one, chunk_size=VMAP_CHUNK)(moved)
     except Exception:  # vmap support is optional for user forwards; loop instead
         batch = None
-    if batch is None or not _agrees_with_plain_calls(one, moved, batch):
+    if batch is None or not _agrees_with_plain_calls(one, moved, batch, magnitude):
         return torch.stack([_or_nan(one, value, failures, (), moved.device) for value in moved])
     return batch
 
 
 # A batched row may differ from its plain call by rounding (another kernel, another
-# summation order), never by more than this share of its size.
+# summation order): by this share of its size, or by this many ulps of the terms phi sums
+# (``magnitude``, sum |v| |f|), whichever is larger.
 VMAP_AGREEMENT = 1e-10
+VMAP_AGREEMENT_ULPS = 64
 
 
-def _agrees_with_plain_calls(one: Callable, moved: torch.Tensor, batch: torch.Tensor) -> bool:
+def _agrees_with_plain_calls(
+    one: Callable, moved: torch.Tensor, batch: torch.Tensor, magnitude: float = 0.0,
+) -> bool:
     """The first and last rows of a vmapped batch against plain calls: vmap can be silently
     wrong (torch 2.13: index_fill with a batched 0-d value fills every row with the last
     value), and a wrong batch would make a right gradient look wrong."""
@@ -208,12 +213,18 @@ def _agrees_with_plain_calls(one: Callable, moved: torch.Tensor, batch: torch.Te
             plain = one(moved[row])
         except Exception:  # the loop will record it as a failure at this point
             return False
-        if not torch.isfinite(plain).all() or not torch.isfinite(batch[row]).all():
-            if not torch.equal(plain.isnan(), batch[row].isnan()):
-                return False
+        batched = batch[row]
+        finite = torch.isfinite(plain)
+        if not torch.equal(finite, torch.isfinite(batched)):
+            return False
+        if not finite.all() and not torch.equal(plain[~finite].nan_to_num(nan=0.0),
+                                                batched[~finite].nan_to_num(nan=0.0)):
+            return False  # inf against -inf, or NaN against inf
+        if not finite.any():
             continue
-        size = max(float(plain.abs().max()) if plain.numel() else 0.0, 1e-300)
-        if float((batch[row] - plain).abs().max()) > VMAP_AGREEMENT * size:
+        size = float(plain[finite].abs().max())
+        allowed = max(VMAP_AGREEMENT * size, VMAP_AGREEMENT_ULPS * EPS64 * magnitude, 1e-300)
+        if float((batched[finite] - plain[finite]).abs().max()) > allowed:
             return False
     return True
 

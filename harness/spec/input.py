@@ -203,4 +203,4 @@ def checked_kinks(kinks: object) -> tuple[float, ...]:
 
 
 def _article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
+    return "an" if word[0] in "aeiou" and not word.startswith("uint") else "a"
