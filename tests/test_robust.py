@@ -149,3 +149,30 @@ def test_the_example_time_limit_keeps_an_outer_timer() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class _JvpRaisesTypeError(torch.autograd.Function):
+    @staticmethod
+    def forward(x):
+        return x * 2
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 2
+
+    @staticmethod
+    def jvp(ctx, x_t):
+        raise TypeError("a bug in the jvp")
+
+
+@pytest.mark.parametrize("check", ["forward_mode", "batched"])
+def test_a_jvp_that_raises_is_the_spec_failing_not_a_traceback(check: str) -> None:
+    spec = Spec(name="jvp_bug", forward=lambda x: _JvpRaisesTypeError.apply(x),
+                inputs={"x": Input(["n"])})
+    headline = str(verify(spec, checks=[check], max_examples=3, seed=0)).splitlines()[0]
+    assert headline.startswith("The spec's code failed"), headline
+    assert "forward under forward-mode AD raised TypeError: a bug in the jvp" in headline
