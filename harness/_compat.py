@@ -123,6 +123,20 @@ def is_mutable(op) -> bool:
     return bool(op._schema.is_mutable)
 
 
+def written_arguments(op, args, kwargs) -> list:
+    """The arguments an aten op writes (``self`` of ``add_``, ``out`` of ``add.out``), from
+    its schema's alias annotations (``op._schema``, private)."""
+    written = []
+    for position, argument in enumerate(op._schema.arguments):
+        if argument.alias_info is None or not argument.alias_info.is_write:
+            continue
+        if argument.name in kwargs:
+            written.append(kwargs[argument.name])
+        elif position < len(args):
+            written.append(args[position])
+    return written
+
+
 def is_zero_tensor(value) -> bool:
     """A ZeroTensor (forward AD's zero tangents): no storage, and arithmetic on one
     crashes (``Tensor._is_zerotensor``, private)."""

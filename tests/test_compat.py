@@ -79,6 +79,13 @@ def test_mutable_ops_and_zero_tensors_are_recognised() -> None:
     assert _compat.is_zero_tensor(torch.ops.aten._efficientzerotensor([2]))
 
 
+def test_the_arguments_an_op_writes_are_found() -> None:
+    x, y, out = torch.zeros(2), torch.ones(2), torch.empty(2)
+    assert _compat.written_arguments(torch.ops.aten.add_.Tensor, (x, y), {})[0] is x
+    assert _compat.written_arguments(torch.ops.aten.add.out, (x, y), {"out": out})[0] is out
+    assert _compat.written_arguments(torch.ops.aten.add.Tensor, (x, y), {}) == []
+
+
 def test_function_class_finds_a_custom_functions_class() -> None:
     class Double(torch.autograd.Function):
         @staticmethod

@@ -44,13 +44,30 @@ def test_selections_and_exact_ops_are_left_alone() -> None:
         assert torch.equal(copy, exact)
 
 
-def test_views_and_in_place_results_are_left_alone() -> None:
+def test_views_are_left_alone_and_in_place_arithmetic_rounds_where_it_stands() -> None:
     x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
     with SimulatedRounding(UNIT_ROUNDOFF, _generator()):
         view = x.view(3)
-        x.add_(0.5)
-    assert view.data_ptr() == x.data_ptr()
-    assert x.tolist() == [1.5, 2.5, 3.5]
+        x.add_(0.5)  # a hand-written backward's grad_x += ...: rounds like x + 0.5
+        copied = torch.empty(3, dtype=torch.float64).copy_(x)  # moves values, exactly
+    assert view.data_ptr() == x.data_ptr() and torch.equal(view, x)
+    exact = torch.tensor([1.5, 2.5, 3.5], dtype=torch.float64)
+    assert not torch.equal(x, exact)
+    assert ((x - exact).abs() <= UNIT_ROUNDOFF * exact).all()
+    assert torch.equal(copied, x)
+
+
+def test_an_in_place_accumulation_rounds_by_the_magnitudes_it_sums() -> None:
+    """index_add_ of 1.8 and -1.6 into one row: the error scales with 3.4, not with 0.2."""
+    sources = torch.tensor([[1.8], [-1.6]], dtype=torch.float64)
+    errors = []
+    for seed in range(20):
+        with SimulatedRounding(UNIT_ROUNDOFF, _generator(seed)):
+            out = torch.zeros(1, 1, dtype=torch.float64).index_add_(
+                0, torch.tensor([0, 0]), sources)
+        errors.append(abs(float(out) - 0.2))
+    assert max(errors) <= UNIT_ROUNDOFF * 3.4
+    assert max(errors) > UNIT_ROUNDOFF * 0.2
 
 
 def test_other_dtypes_are_left_alone() -> None:
@@ -68,7 +85,11 @@ def test_other_dtypes_are_left_alone() -> None:
     (torch.ops.aten.sort.default, False),
     (torch.ops.aten.where.self, False),
     (torch.ops.aten.view.default, False),
-    (torch.ops.aten.add_.Tensor, False),
+    (torch.ops.aten.add_.Tensor, True),
+    (torch.ops.aten.index_add_.default, True),
+    (torch.ops.aten.copy_.default, False),
+    (torch.ops.aten.index_put_.default, False),
+    (torch.ops.aten.fill_.Scalar, False),
 ])
 def test_which_ops_round(op, expected: bool) -> None:
     assert rounds(op) is expected

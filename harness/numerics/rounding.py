@@ -37,7 +37,14 @@ from functools import cache
 
 import torch
 
-from harness._compat import decompositions, dispatch_mode, is_mutable, is_zero_tensor, tree_map
+from harness._compat import (
+    decompositions,
+    dispatch_mode,
+    is_mutable,
+    is_zero_tensor,
+    tree_map,
+    written_arguments,
+)
 
 # Pointwise ops whose result is exact (or a selection): moving it would not be
 # rounding, and could break an algorithm that compares it with its input.
@@ -115,13 +122,30 @@ def unit_roundoff(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps / 2
 
 
+# In-place and out= arithmetic rounds as its functional twin does (a hand-written backward's
+# ``grad_x += ...``, ``out.index_add_(0, idx, grad)``); every other op that writes an
+# argument (copy_, fill_, index_put_, masked_fill_, scatter_, random fills) moves values
+# without rounding them.
+INPLACE_RELATIVE = frozenset({
+    "add", "sub", "mul", "div", "addcmul", "addcdiv", "lerp", "pow", "exp", "log", "sqrt",
+    "rsqrt", "reciprocal", "sigmoid", "tanh", "sin", "cos", "neg", "square",
+})
+INPLACE_ACCUMULATIONS = ACCUMULATIONS | {"index_add"}
+
+
 @cache  # called for every op of every simulated run
 def treatment(func) -> str:
-    """How an aten op's rounding is simulated: 'exact', 'accumulation', 'decomposed'
-    or 'relative' (a view or an in-place result is always 'exact')."""
-    if func.is_view or is_mutable(func):
-        return "exact"  # it aliases another tensor, which moving it would move too
+    """How an aten op's rounding is simulated: 'exact', 'accumulation', 'decomposed',
+    'relative', or for an op that writes an argument 'accumulation in place' or
+    'relative in place' (a view is always 'exact': moving it would move its base)."""
+    if func.is_view:
+        return "exact"
     name = func.overloadpacket.__name__
+    if is_mutable(func):
+        base = name.removesuffix("_")
+        if base in INPLACE_ACCUMULATIONS:
+            return "accumulation in place"
+        return "relative in place" if base in INPLACE_RELATIVE else "exact"
     if name in EXACT_POINTWISE or name in STRUCTURAL:
         return "exact"
     if name in ACCUMULATIONS:
@@ -152,6 +176,8 @@ class SimulatedRounding(dispatch_mode()):
         if how == "decomposed":
             with self:  # the decomposition's own ops dispatch here, each one rounding
                 return decompositions()[func](*args, **kwargs)
+        if how.endswith("in place"):
+            return self._in_place(func, how, args, kwargs)
         result = func(*args, **kwargs)
         if how == "relative":
             return tree_map(self._relative, result)
@@ -159,6 +185,26 @@ class SimulatedRounding(dispatch_mode()):
             magnitude = func(*tree_map(_magnitude, args),
                              **{k: _magnitude(v, k in _FACTORS) for k, v in kwargs.items()})
             return tree_map(self._absolute, result, magnitude)
+        return result
+
+    def _in_place(self, func, how: str, args, kwargs):
+        """Run an op that writes an argument, then round what it wrote where it stands (its
+        aliases see the rounded value, as they would the real one)."""
+        magnitude = None
+        if how == "accumulation in place":  # the same op over |args|, before args change
+            magnitude = func(*tree_map(_magnitude, args),
+                             **{k: _magnitude(v, k in _FACTORS) for k, v in kwargs.items()})
+        result = func(*args, **kwargs)
+        for written in written_arguments(func, args, kwargs):
+            if not _is_float64(written):
+                continue
+            parts = torch.view_as_real(written) if written.is_complex() else written
+            if magnitude is None:
+                scale = parts.abs()
+            else:
+                scale = magnitude.abs() if magnitude.is_complex() else magnitude
+                scale = scale.unsqueeze(-1) if written.is_complex() else scale
+            parts.add_(self._noise(parts) * scale)
         return result
 
     def _noise(self, value: torch.Tensor) -> torch.Tensor:
