@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.errors import did_you_mean
+from harness.errors import unknown_name
 from harness.registry import CHECK_NAMES, DTYPE_NAMES
 
 
@@ -87,9 +87,7 @@ def _names_of(what: str, known: Sequence[str]):
         names = [name.strip() for name in text.split(",") if name.strip()]
         for name in names:
             if name not in known:
-                raise argparse.ArgumentTypeError(
-                    f"{name!r} is not a {what}{did_you_mean(name, known)} — the {what}s are "
-                    f"{', '.join(known)}")
+                raise argparse.ArgumentTypeError(unknown_name(what, name, known))
         return names
 
     return parse

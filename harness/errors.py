@@ -9,7 +9,7 @@ caught inside the harness and never seen by a user, are marked as such below.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 
@@ -102,6 +102,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """
     close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_name(what: str, name: str, choices: Sequence[str]) -> str:
+    """The message for a name that is not one of ``choices``: the name, the closest, the list.
+
+    >>> unknown_name("check", "analytc", ["analytic", "taylor"])
+    "unknown check 'analytc' (did you mean 'analytic'?) — the checks are analytic, taylor"
+    """
+    return (f"unknown {what} {name!r}{did_you_mean(name, choices)} — the {what}s are "
+            f"{', '.join(choices)}")
 
 
 # --- internal signals: raised and caught inside the harness, never seen by a user -----------

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from harness.errors import SpecError, did_you_mean
+from harness.errors import SpecError, did_you_mean, unknown_name
 from harness.registry import CHECK_NAMES, DTYPE_NAMES
 from harness.spec.input import is_real
 
@@ -130,10 +130,7 @@ def checked_checks(checks: object) -> tuple[str, ...] | None:
         raise SpecError(f"checks={checks!r} must be a list of check names, e.g. ['analytic']")
     for name in checks:
         if name not in CHECK_NAMES:
-            raise SpecError(
-                f"unknown check {name!r}{did_you_mean(name, CHECK_NAMES)} — "
-                f"the checks are {', '.join(CHECK_NAMES)}"
-            )
+            raise SpecError(unknown_name("check", name, CHECK_NAMES))
     return tuple(checks)
 
 
@@ -144,10 +141,7 @@ def checked_dtypes(dtypes: object) -> tuple[str, ...]:
         raise SpecError(f"dtypes={dtypes!r} must be a non-empty list, e.g. ['float64']")
     for name in dtypes:
         if name not in DTYPE_NAMES:
-            raise SpecError(
-                f"unknown dtype {name!r}{did_you_mean(name, DTYPE_NAMES)} — "
-                f"the dtypes are {', '.join(DTYPE_NAMES)}"
-            )
+            raise SpecError(unknown_name("dtype", name, DTYPE_NAMES))
     return tuple(dtypes)
 
 
