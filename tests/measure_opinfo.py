@@ -19,8 +19,9 @@ run with max_examples=0; a complex sample in complex128 and complex64), it measu
     ``torch.autograd.gradcheck`` with its default tolerances, split at 64
     differentiable input elements. A sample counts for a check only where the
     unplanted run passed (a false positive or an error cannot "catch") and where
-    the planted element's cotangent reaches the gradient (its Jacobian row is
-    not zero);
+    the plant can move the forward's float64 evaluations at all
+    (``planted_resolution``); a sample whose unplanted run discarded its example
+    (judged nothing) is left out of that check's share, and listed;
 (d) time per sample: the median seconds of one finite_difference example
     (float64) and of one torch.autograd.gradcheck call.
 
@@ -51,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import opinfo_specs
 from opinfo_specs import CHECKS_PER_DTYPE, KNOWN_TORCH_BUGS, Sample, run
 
+from harness.numerics import differences
+from harness.numerics.allowance import real_view
 from harness.power import planted
 from harness.report import message
 
@@ -153,19 +156,26 @@ def measure(sample: Sample, seed: int) -> dict:
         for check in checks:
             outcome = _run(sample, check, dtype, seed)
             record["runs"][f"{check}/{dtype}"] = outcome
-    record["reaches"] = planted_element_reaches(sample)
+    record["resolution"] = planted_resolution(sample)
     record["torch"]["clean"], record["torch"]["seconds"], record["torch"]["fast"] = \
         torch_gradcheck(sample, 0.0)
     for r in PLANTED:
         for check, dtype in PLANTED_CHECKS:
-            if record["runs"][f"{check}/{dtype}"]["status"] != "pass":
-                continue  # judged only where the right gradient passed at OpInfo's point
+            if not _judged_clean(record["runs"][f"{check}/{dtype}"]):
+                continue  # only where the right gradient was judged, and passed
             outcome = _run(sample, check, dtype, seed, planted(sample.spec, r, "one"))
             record["planted"][f"{check}/{dtype}/{r:g}"] = outcome["status"] == "fail"
         if record["torch"]["clean"] is True:
             passed, _, _ = torch_gradcheck(sample, r)
             record["planted"][f"torch.gradcheck/float64/{r:g}"] = passed is False
     return record
+
+
+def _judged_clean(outcome: dict) -> bool:
+    """The unplanted run passed, and judged its example: where it discarded it (a kink
+    within the steps, a forward that rounds to a step function) it judged nothing, and a
+    planted run cannot catch what the check declines to judge."""
+    return outcome["status"] == "pass" and outcome["examples"] > outcome["discarded"]
 
 
 def _run(sample: Sample, check: str, dtype: str, seed: int, spec=None) -> dict:
@@ -193,22 +203,42 @@ def _planted_output(output):
     return output
 
 
-def planted_element_reaches(sample: Sample) -> bool:
-    """Whether the output element the plant scales depends on a differentiable input."""
-    leaves = [v.clone().requires_grad_() for v in sample.leaves().values()]
+def planted_resolution(sample: Sample) -> float:
+    """How far above float64's resolution the plant can move the forward: 0 where the
+    planted element depends on no differentiable input (an empty or constant output),
+    else max_j |J_kj| s_j / (eps |f_k|) — J_k the planted element's Jacobian row, s_j
+    each input element's own scale (``differences.step_scale``), f_k the element.
+
+    A plant of relative size r changes the gradient by r v_k J_k; over a step of an
+    element's whole scale — far larger than any finite difference takes — it moves
+    the planted term of phi by r |v_k J_kj| s_j, while evaluating that term rounds by
+    an ulp of |v_k f_k|. Where r times this resolution is below 1, no float64
+    evaluation of the forward can show the plant: the sample is not counted for r
+    (erfc at x = -9: f = 2, J = 1e-35)."""
+    leaves = {name: v.clone().requires_grad_() for name, v in sample.leaves().items()}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            output = _planted_output(sample.call(sample.with_leaves(leaves)))
+            output = _planted_output(sample.call(sample.with_leaves(list(leaves.values()))))
             if output is None or output.numel() == 0 or not output.requires_grad:
-                return False
+                return 0.0
             index = int(output.detach().abs().reshape(-1).argmax())
             element = output.reshape(-1)[index]
             element = element.abs() if element.is_complex() else element
-            grads = torch.autograd.grad(element, leaves, allow_unused=True)
+            grads = torch.autograd.grad(element, list(leaves.values()), allow_unused=True)
     except Exception:
-        return False
-    return any(g is not None and bool((g != 0).any()) for g in grads)
+        return 0.0
+    moved = 0.0
+    for (name, leaf), grad in zip(leaves.items(), grads):
+        if grad is None or not grad.numel():
+            continue
+        scale = differences.step_scale(real_view(leaf.detach()),
+                                       sample.spec.inputs[name.split("[")[0]])
+        moved = max(moved, float((real_view(grad).abs().double() * scale).max()))
+    term = differences.EPS64 * float(element.detach().abs())
+    if moved == 0.0:
+        return 0.0
+    return moved / term if term > 0 else float("inf")
 
 
 def _numel(output) -> int:
@@ -300,22 +330,39 @@ def print_sensitivity(records: list[dict]) -> None:
     print("(c) planted bug: one output element's cotangent x (1 + r), the element of largest "
           "|value|;\n    share of the samples caught (caught/judged), by differentiable "
           "input size; a sample is judged where the unplanted run passed at OpInfo's point")
-    unreached = [r["id"] for r in records if not r["reaches"]]
+    unreached = [r["id"] for r in records if not r["resolution"]]
     print(f"    {len(unreached)} samples left out: the planted element depends on no "
           f"differentiable input (empty or constant output)")
+    for r in PLANTED:
+        hidden = [rec["id"] for rec in records if 0 < rec["resolution"] * r < 1]
+        print(f"    r = {r:g}: {len(hidden)} left out, the plant below float64's resolution "
+              f"(planted_resolution): {', '.join(hidden[:8])}{' ...' if len(hidden) > 8 else ''}")
+    for check, dtype in PLANTED_CHECKS:
+        unjudged = [rec["id"] for rec in records
+                    if rec["runs"][f"{check}/{dtype}"]["status"] == "pass"
+                    and not _judged_clean(rec["runs"][f"{check}/{dtype}"])]
+        print(f"    {check}/{dtype}: {len(unjudged)} left out, the unplanted run discarded its "
+              f"example: {', '.join(unjudged[:8])}{' ...' if len(unjudged) > 8 else ''}")
     print(f"   {'check':36s}{'r':>7s}{'<= 64':>18s}{'> 64':>18s}{'all':>18s}")
+    missed = {}
     for check in (*(f"{c}/{d}" for c, d in PLANTED_CHECKS), "torch.gradcheck/float64"):
         for r in PLANTED:
+            key = f"{check}/{r:g}"
+            counted = [rec for rec in records
+                       if rec["resolution"] * r >= 1 and key in rec["planted"]]
+            if not check.startswith("torch"):
+                missed[key] = [rec["id"] for rec in counted if not rec["planted"][key]]
             cells = []
             for subset in (lambda n: n <= SMALL, lambda n: n > SMALL, lambda n: True):
-                judged = [rec["planted"][f"{check}/{r:g}"] for rec in records
-                          if rec["reaches"] and subset(rec["numel"])
-                          and f"{check}/{r:g}" in rec["planted"]]
+                judged = [rec["planted"][key] for rec in counted if subset(rec["numel"])]
                 caught = sum(judged)
-                share = f"{100 * caught / len(judged):.0f}%" if judged else "-"
+                share = f"{100 * caught / len(judged):.1f}%" if judged else "-"
                 cells.append(f"{share} ({caught}/{len(judged)})")
             label = "harness " + check if not check.startswith("torch") else check + " default"
             print(f"   {label:36s}{r:>7g}" + "".join(f"{c:>18s}" for c in cells))
+    for key, ids in missed.items():
+        if ids:
+            print(f"    missed by {key}: {', '.join(ids[:12])}{' ...' if len(ids) > 12 else ''}")
     torch_errors = Counter(str(r["torch"]["clean"]) for r in records
                            if r["torch"]["clean"] is not True)
     fast = [r["id"] for r in records if r["torch"]["fast"]]

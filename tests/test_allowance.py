@@ -216,8 +216,77 @@ def test_the_oracles_error_counts_the_forwards_measured_rounding(monkeypatch) ->
     """log(cosh(d)) near 0 rounds cosh at 1e-16 before log cancels it: the forward
     rounds far above its own size, and so do finite differences of it."""
     assert _passes(LOGCOSH, "finite_difference")
-    monkeypatch.setattr(Oracle, "measured_magnitude", Oracle.magnitude)
+    unmeasured = Oracle._term_sizes
+    monkeypatch.setattr(Oracle, "_term_sizes", lambda self, measured: unmeasured(self, False))
     assert not _passes(LOGCOSH, "finite_difference")
+
+
+def _tanh_with_one_saturated(r: float) -> Spec:
+    """tanh over 40 elements, one at -9 (slope 6e-8, its term in phi 1): a backward that
+    errs by r at that element only."""
+
+    class Tanh(Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.tanh(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            gx = grad * (1 - torch.tanh(x) ** 2)
+            gx[0] = gx[0] * (1 + r)
+            return gx
+
+    x = [-9.0] + [0.05 * k - 1 for k in range(39)]
+    return Spec(name="tanh40", forward=lambda x: Tanh.apply(x), inputs={"x": Input([40], low=-9, high=9)},
+                examples=[{"x": x}])
+
+
+def test_each_partial_counts_the_rounding_of_the_terms_it_moves(monkeypatch) -> None:
+    """Moving one element of an elementwise forward moves one term of phi: the other 39
+    terms are the same bit for bit at every step, and their rounding (39 times the
+    saturated term's) is no error of that partial. Counting it hides an error of 1e-4
+    in the saturated element's gradient."""
+    from harness.numerics import differences
+
+    assert _passes(_tanh_with_one_saturated(0.0), "finite_difference")
+    assert not _passes(_tanh_with_one_saturated(1e-4), "finite_difference")
+    monkeypatch.setattr(differences, "_moved_rounding",
+                        lambda moved, magnitude, finest: magnitude)
+    assert _passes(_tanh_with_one_saturated(1e-4), "finite_difference")
+
+
+def test_an_output_no_step_moves_still_counts_its_rounding(monkeypatch) -> None:
+    """1e17 + x0 at x0 = 1.5 never moves (its ulp is 16), yet depends on x0 with slope 1:
+    finite differences see 0 there, and only the unmoved term's rounding over a step of
+    x0's whole scale (16 / 1.5 in phi's units) allows for that."""
+    from harness.numerics import differences
+
+    spec = Spec(name="under_an_ulp", forward=lambda x: torch.stack([1e17 + x[0], x[1] ** 2]),
+                inputs={"x": Input([2])}, examples=[{"x": [1.5, 0.7]}])
+    assert _passes(spec, "finite_difference")
+    monkeypatch.setattr(differences, "_moved_rounding", lambda moved, magnitude, finest: moved)
+    assert not _passes(spec, "finite_difference")
+
+
+def test_a_threshold_the_simulated_rounding_crosses_is_not_rounding(monkeypatch) -> None:
+    """floor(2^46 (2x - 1)) at x = 1/2 + 0.15 * 2^-46: Monte Carlo arithmetic at 2^-44
+    moves 2x - 1 by up to 8 of the floor's units, at 2^-49 by a quarter — and float64's
+    own rounding not at all. The jump the coarse runs see, scaled back, is no rounding of
+    float64: each element keeps the smaller of the two precisions' spreads."""
+    from harness.numerics import noise
+
+    x = torch.tensor([0.5 + 0.15 * 2.0**-46], dtype=torch.float64)
+
+    def quantity(point, dtype):
+        value = point["x"]
+        return {"y": torch.floor((2 * value - 1) * 2.0**46) + 3 * value}
+
+    linear = 100 * EPS64 * 3 * float(x)  # what rounding does to 3x, with room
+    assert float(noise.NoiseModel({"x": x}, torch.float64, 0).measure(quantity)["y"]) < linear
+    monkeypatch.setattr(noise, "SIMULATED_FLOAT64", (2.0**-44, 2.0**-44))
+    assert float(noise.NoiseModel({"x": x}, torch.float64, 0).measure(quantity)["y"]) > linear
 
 
 def test_the_taylor_floor_counts_the_forwards_measured_rounding(monkeypatch) -> None:

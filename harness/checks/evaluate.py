@@ -296,7 +296,7 @@ def checked_gradient(grad: Any, role: str, value: torch.Tensor) -> torch.Tensor:
 
 def contracted(
     spec: Spec, example: Example, cotangents: Sequence[torch.Tensor],
-    offsets: Sequence[torch.Tensor] | None = None,
+    offsets: Sequence[torch.Tensor] | None = None, sizes: torch.Tensor | None = None,
 ):
     """phi(values) = sum over differentiable outputs k of <v_k, f_k(values) - offset_k>:
     the real scalar that finite differences see (for complex outputs, the real part of
@@ -305,6 +305,9 @@ def contracted(
     With ``offsets`` the outputs at the point differentiated, the outputs that a step
     leaves unchanged (most of them, for an elementwise forward and one element
     moved) stay out of the sum's rounding; the differences of phi are the same.
+    With ``sizes`` as well (per output element, part by part and flat: the size of
+    each term phi sums), phi returns [phi, the sizes of the terms that moved] — the
+    terms whose rounding a difference of phi carries.
     """
     flat = torch.cat([v.reshape(-1) for v in cotangents]) if cotangents else None
 
@@ -317,8 +320,11 @@ def contracted(
         change = (tensors[0].reshape(-1) if len(tensors) == 1 else
                   torch.cat([t.reshape(-1) for t in tensors])).to(flat.dtype)
         # One matrix-vector product per batch of steps under vmap, not a product and a sum.
-        if change.is_complex():
-            return (flat.conj() @ change).real
-        return change @ flat
+        value = (flat.conj() @ change).real if change.is_complex() else change @ flat
+        if sizes is None:
+            return value
+        parts = torch.view_as_real(change) if change.is_complex() else change
+        moved = (parts != 0).reshape(-1).to(sizes.dtype) @ sizes  # NaN != 0: moved
+        return torch.stack([value, moved])
 
     return phi

@@ -39,6 +39,7 @@ class Oracle:
         self._partials: dict[tuple[str, bool], differences.Estimate] = {}
         self._scales: dict[str, torch.Tensor] = {}
         self._directions: dict[str, torch.Tensor] = {}
+        self._sized: dict[tuple[str, bool], object] = {}
 
     @cached_property
     def point(self) -> dict[str, torch.Tensor]:
@@ -61,6 +62,21 @@ class Oracle:
                                for n, v in values.items()})
 
         return phi
+
+    def _sized_phi(self, measured: bool):
+        """phi returning [phi, the size of the terms that moved] (see
+        ``differences.partial_derivatives``), for the sizes ``_term_sizes(measured)``."""
+        key = ("sized", measured)
+        if key not in self._sized:
+            case = self.case
+            contracted = evaluate.contracted(case.spec, case.example, self.cotangents64,
+                                             offsets=case.output64,
+                                             sizes=self._term_sizes(measured))
+            complex_leaves = [n for n, v in case.point64.items() if v.is_complex()]
+            self._sized[key] = contracted if not complex_leaves else (
+                lambda values: contracted({n: _as_complex(v) if n in complex_leaves else v
+                                           for n, v in values.items()}))
+        return self._sized[key]
 
     def as_input(self, name: str, direction: torch.Tensor) -> torch.Tensor:
         """A direction in real coordinates as the input's own (complex where it is)."""
@@ -92,10 +108,21 @@ class Oracle:
         """The scale of phi's rounding noise as measured: at least ``magnitude``, and more
         where the forward rounds far above its own size (log(cosh(d)) near d = 0 rounds
         cosh at 1e-16 before log cancels it), in units of eps."""
-        noise = self.case.rounding("output", in_float64=True)
-        measured = self.contracted_size(tuple(
-            noise[key] for key in self.case.output_keys)) / differences.EPS64
-        return max(self.magnitude, measured)
+        return float(self._term_sizes(True).sum())
+
+    def _term_sizes(self, measured: bool) -> torch.Tensor:
+        """|v_i| times the size of each output element (flat, part by part: the terms phi
+        sums), whose rounding the oracle counts as EVALUATION_ULPS / 2 ulps an evaluation;
+        ``measured``: the larger of that and the element's measured rounding (which is
+        what one evaluation may err by, its margin included)."""
+        sizes = [real_view(o).abs().double().reshape(-1) for o in self.case.output64]
+        if measured:
+            noise = self.case.rounding("output", in_float64=True)
+            per_ulps = differences.EVALUATION_ULPS / 2 * differences.EPS64
+            sizes = [torch.maximum(size, real_view(noise[key]).to(size.device).reshape(-1)
+                                   / per_ulps)
+                     for size, key in zip(sizes, self.case.output_keys)]
+        return torch.cat([v.to(s.device) * s for v, s in zip(self._cotangent_sizes, sizes)])
 
     def _magnitude(self, measured: bool) -> float:
         return self.measured_magnitude if measured else self.magnitude
@@ -120,8 +147,8 @@ class Oracle:
         key = (name, measured)
         if key not in self._partials:
             self._partials[key] = differences.partial_derivatives(
-                self.phi, self.point, name, self.scale(name), self._magnitude(measured),
-                centred=True)
+                self._sized_phi(measured), self.point, name, self.scale(name),
+                self._magnitude(measured), centred=True, sized=True)
         estimate = self._partials[key]
         if not measured and not _trusted(estimate):
             return self.partials(name, measured=True)

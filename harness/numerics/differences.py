@@ -33,6 +33,11 @@ EVALUATION_ULPS = 8
 # eps |x| / |d|: an error of phi'' (e + e') / 2, felt where the slope is exactly
 # zero (mean((p - t)^2) at p = t). 4 ulps cover both roundings, with room.
 STEP_ROUNDING_ULPS = 4
+# The steps, relative to each element's scale, that tell which outputs an element
+# moves at all (``partial_derivatives`` with ``sized``): an output that not even a step
+# of the element's whole scale moves, bit for bit, depends on it by less than its own
+# rounding over that step.
+WHOLE_SCALE_STEP = 1.0
 # A difference counts as signal only this far above the rounding noise.
 ABOVE_NOISE = 100
 # Richardson assumes an h^2 error, so the central differences shrink fourfold as
@@ -135,13 +140,23 @@ def directional_derivative(
 
 def partial_derivatives(
     phi: Scalar, point: Values, name: str, scale: torch.Tensor, magnitude: float = 0.0, *,
-    centred: bool = False,
+    centred: bool = False, sized: bool = False,
 ) -> Estimate:
     """Every partial derivative of phi with respect to input ``name``, batched.
 
     The perturbations go through ``torch.func.vmap``; forwards that cannot be
     vmapped (custom Functions without a vmap rule, data-dependent Python) fall
     back to a loop over elements. ``centred`` as for ``directional_derivative``.
+
+    With ``sized`` (and ``centred``) phi returns [phi, the size of the terms that
+    moved] (``evaluate.contracted`` with sizes), and each element's error bound
+    counts the rounding of the terms its own steps move, not all of ``magnitude``:
+    the others are the same bit for bit at every step, so their rounding cancels.
+    What is left of them is a dependence below their rounding: an output unmoved by
+    a step of WHOLE_SCALE_STEP (the element's whole scale) depends on the element by
+    less than its rounding over that step, and is counted over it, not over the
+    finest step. One element of tanh at saturation, among 400 others, is judged by
+    its own rounding, not theirs.
     """
     base = point[name]
     n = base.numel()
@@ -150,6 +165,7 @@ def partial_derivatives(
         return Estimate(empty, empty, torch.ones_like(empty, dtype=torch.bool))
     flat_base, flat_scale = base.reshape(-1), scale.reshape(-1)
     failures: list[str] = []
+    moved: list[torch.Tensor] = []  # with sized: per element, the largest size moved
 
     def along(ts: list[float]) -> list[torch.Tensor]:
         """phi at each step's n moved points (row i moves element i only: its diagonal
@@ -163,15 +179,23 @@ def partial_derivatives(
             steps = torch.tensor(chunk, dtype=flat_base.dtype, device=flat_base.device)
             rows.diagonal(dim1=1, dim2=2).copy_(flat_base + steps[:, None] * flat_scale)
             batch = _phi_along_basis(phi, point, name, rows.reshape(len(chunk) * n, *base.shape),
-                                     failures, magnitude)
+                                     failures, magnitude, sized)
+            if sized:
+                _record_moved(moved, batch[:, 1].reshape(len(chunk), n), magnitude)
+                batch = batch[:, 0]
             values += list(batch.reshape(len(chunk), n))
         return values
 
     def centre() -> torch.Tensor:  # one forward, not n identical ones
         return phi(point).expand(n)
 
+    if sized:
+        assert centred, "a sized phi is centred: its value at the point is never evaluated"
+        along([WHOLE_SCALE_STEP, -WHOLE_SCALE_STEP])
+        failures.clear()  # a step that size may leave the domain: it says only what moved
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
-    estimate = _extrapolated(along, centre, magnitude, reach.to(base.device), centred)
+    estimate = _extrapolated(along, centre, magnitude, reach.to(base.device), centred,
+                             moved=(lambda: moved[0]) if sized else None)
     return _with_failure(Estimate(
         (estimate.value / scale.reshape(-1)).reshape(base.shape),
         (estimate.error / scale.reshape(-1)).reshape(base.shape),
@@ -179,9 +203,16 @@ def partial_derivatives(
     ), failures)
 
 
+def _record_moved(moved: list[torch.Tensor], sizes: torch.Tensor, magnitude: float) -> None:
+    """Keep, per element, the largest size of moved terms over its steps; a step where the
+    forward failed (NaN) counts every term as moved."""
+    sizes = torch.where(torch.isnan(sizes), magnitude, sizes).amax(dim=0).clamp(max=magnitude)
+    moved[:] = [sizes if not moved else torch.maximum(moved[0], sizes)]
+
+
 def _phi_along_basis(
     phi: Scalar, point: Values, name: str, moved: torch.Tensor, failures: list[str],
-    magnitude: float = 0.0,
+    magnitude: float = 0.0, sized: bool = False,
 ) -> torch.Tensor:
     def one(value: torch.Tensor) -> torch.Tensor:
         return phi({**point, name: value})
@@ -190,8 +221,10 @@ def _phi_along_basis(
         batch = torch.func.vmap(one, chunk_size=VMAP_CHUNK)(moved)
     except Exception:  # vmap support is optional for user forwards; loop instead
         batch = None
-    if batch is None or not _agrees_with_plain_calls(one, moved, batch, magnitude):
-        return torch.stack([_or_nan(one, value, failures, (), moved.device) for value in moved])
+    if batch is None or not _agrees_with_plain_calls(one, moved, batch, magnitude, sized):
+        shape = (2,) if sized else ()
+        return torch.stack([_or_nan(one, value, failures, shape, moved.device)
+                            for value in moved])
     return batch
 
 
@@ -204,16 +237,20 @@ VMAP_AGREEMENT_ULPS = 64
 
 def _agrees_with_plain_calls(
     one: Callable, moved: torch.Tensor, batch: torch.Tensor, magnitude: float = 0.0,
+    sized: bool = False,
 ) -> bool:
     """The first and last rows of a vmapped batch against plain calls: vmap can be silently
     wrong (torch 2.13: index_fill with a batched 0-d value fills every row with the last
-    value), and a wrong batch would make a right gradient look wrong."""
+    value), and a wrong batch would make a right gradient look wrong. Of a sized phi the
+    values are compared (the moved sizes may differ by what rounds to zero)."""
     for row in {0, len(moved) - 1}:
         try:
             plain = one(moved[row])
         except Exception:  # the loop will record it as a failure at this point
             return False
         batched = batch[row]
+        if sized:
+            plain, batched = plain[0], batched[0]
         finite = torch.isfinite(plain)
         if not torch.equal(finite, torch.isfinite(batched)):
             return False
@@ -250,13 +287,16 @@ def _with_failure(estimate: Estimate, failures: list[str]) -> Estimate:
 def _extrapolated(
     along: Callable[[list[float]], list[torch.Tensor]], centre: Callable[[], torch.Tensor],
     magnitude: float, reach: torch.Tensor, centred: bool,
+    moved: Callable[[], torch.Tensor] | None = None,
 ) -> Estimate:
     """``along(ts)``: phi at each step t of ``ts`` (a batch of them at once, where the
     caller can); ``centre()``: phi at the point, never called when ``centred``; ``reach``:
-    the moved elements' size over the step's, |x| / |d| (see _richardson)."""
+    the moved elements' size over the step's, |x| / |d| (see _richardson); ``moved()``,
+    where given, the size of the terms each estimate's steps moved, read after ``along``
+    (see ``partial_derivatives``)."""
     step = FIRST_STEP
     for _ in range(RETRIES + 1):
-        estimate, clear = _richardson(along, centre, step, magnitude, reach, centred)
+        estimate, clear = _richardson(along, centre, step, magnitude, reach, centred, moved)
         if estimate.finite and bool(clear.all()):
             return estimate
         step /= RETRY_SHRINK
@@ -265,6 +305,7 @@ def _extrapolated(
 
 def _richardson(
     along, centre_of, step: float, magnitude: float, reach: torch.Tensor, centred: bool,
+    moved: Callable[[], torch.Tensor] | None = None,
 ) -> tuple[Estimate, torch.Tensor]:
     """The extrapolated estimate, and where no kink lies between the steps (see
     ``_kink_between_steps``)."""
@@ -277,7 +318,8 @@ def _richardson(
     first = [(4 * central[k + 1] - central[k]) / 3 for k in range(HALVINGS - 1)]
     second = (16 * first[1] - first[0]) / 15
     largest = torch.stack([*plus, *minus, centre]).abs().amax(dim=0)
-    noise = EVALUATION_ULPS * EPS64 * (magnitude + largest) / steps[-1]
+    rounding = magnitude if moved is None else _moved_rounding(moved(), magnitude, steps[-1])
+    noise = EVALUATION_ULPS * EPS64 * (rounding + largest) / steps[-1]
     # |phi(x + h) - 2 phi(x) + phi(x - h)| / h: how far the one-sided slopes differ.
     jumps = [((p - 2 * centre + m) / h).abs() for p, m, h in zip(plus, minus, steps)]
     curvature = jumps[0] / steps[0]
@@ -292,6 +334,13 @@ def _richardson(
     smooth = _one_sided_agree(jumps, noise)
     clear = ~_kink_between_steps(jumps, noise)
     return Estimate(second, error, smooth), clear
+
+
+def _moved_rounding(moved: torch.Tensor, magnitude: float, finest: float) -> torch.Tensor:
+    """The size of the terms whose rounding an estimate over the finest step carries: the
+    moved ones in full, the others (unmoved by a step of the whole scale) as their
+    rounding over that step, not the finest."""
+    return moved + (magnitude - moved) * (finest / WHOLE_SCALE_STEP)
 
 
 def _kink_between_steps(jumps: list[torch.Tensor], noise: torch.Tensor) -> torch.Tensor:

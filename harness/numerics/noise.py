@@ -16,11 +16,19 @@ few reruns that each round differently:
   as it changes from one input to the next). Moving every element by exactly one
   would keep the parity of their sum, and a mean's rounding error, unchanged.
 
-In float64 itself the Monte Carlo runs simulate a coarser unit roundoff,
+In float64 itself the Monte Carlo runs simulate coarser unit roundoffs,
 ``SIMULATED_FLOAT64``, far above float64's own rounding, and the spread is
 scaled back down: to first order rounding errors propagate linearly in the unit
-roundoff. A forward that refuses a dispatch mode (a compiled kernel) keeps the
-neighbour samples, in float64 too.
+roundoff. Not across a threshold: where a simulated rounding moves a value past a
+floor (grid_sample's pixel index) or a cut-off (pinv's rcond), the result jumps by
+far more than rounding at float64's own precision could make it, and scaling the
+jump back does not make it linear. So float64 is simulated at two roundoffs, and
+each element keeps the smaller of the two scaled spreads: where rounding acts
+linearly they agree, and a jump that one precision's runs hit and the other's do
+not is left out (a threshold within float64's own rounding of the point lies
+within the finite-difference steps too, where the oracle's kink test sees it).
+A forward that refuses a dispatch mode (a compiled kernel) keeps the neighbour
+samples, in float64 too.
 """
 
 from __future__ import annotations
@@ -42,9 +50,11 @@ ROUNDED_RUNS = 4  # Monte Carlo arithmetic runs
 # The largest change over a handful of samples understates the worst one a
 # rounding of the same kind may give: each sample is one draw of it.
 NOISE_FACTOR = 10.0
-# The unit roundoff simulated for float64: 2^9 times float64's own, so that the
-# runs' real float64 rounding is 0.2% of what they simulate.
-SIMULATED_FLOAT64 = 2.0**-44
+# The unit roundoffs simulated for float64: 2^9 and 2^4 times float64's own, so
+# that the runs' real float64 rounding is 0.2% and 6% of what they simulate (on the
+# safe side: it adds to the spread), far enough apart that a threshold one of
+# them crosses the other mostly does not.
+SIMULATED_FLOAT64 = (2.0**-44, 2.0**-49)
 
 
 class NoiseModel:
@@ -80,20 +90,36 @@ class NoiseModel:
         whole measure — a comparison that passes on it passes on the whole one, which
         only the comparisons it does not settle pay for.
         """
-        generator = torch.Generator().manual_seed(self.seed)
-        spread: dict[str, torch.Tensor] = {}
-        for base, samples, scale in self._runs(quantity, generator, neighbours, first):
-            for sample in samples:
-                _widen(spread, base, sample, scale)
+        low = _REAL.get(self.dtype, self.dtype) != torch.float64
+        if low:
+            spread = self._spread(quantity, unit_roundoff(self.dtype), neighbours, first)
+        else:  # the smaller of two precisions' scaled spreads (see the module docstring)
+            coarse, fine = (self._spread(quantity, roundoff, neighbours, first)
+                            for roundoff in SIMULATED_FLOAT64)
+            spread = {key: torch.minimum(value, fine[key]) for key, value in coarse.items()}
         return {key: NOISE_FACTOR * value for key, value in spread.items()}
 
+    def _spread(self, quantity: Quantity, roundoff: float, neighbours: bool,
+                first: bool) -> dict[str, torch.Tensor]:
+        """The largest scaled change over the runs at ``roundoff``. Each precision draws
+        alike (one seed): its first run is the first of the whole measure, and two
+        precisions round by the same random factors of their unit roundoffs."""
+        generator = torch.Generator().manual_seed(self.seed)
+        spread: dict[str, torch.Tensor] = {}
+        for base, samples, scale in self._runs(quantity, generator, roundoff, neighbours,
+                                               first):
+            for sample in samples:
+                _widen(spread, base, sample, scale)
+        return spread
+
     def _runs(
-        self, quantity: Quantity, generator, neighbours: bool, first: bool = False
+        self, quantity: Quantity, generator, roundoff: float, neighbours: bool,
+        first: bool = False,
     ) -> Iterator[tuple[dict, Iterator, float]]:
-        """(base, samples, scale): each sample's change from its base, times scale, counts."""
+        """(base, samples, scale): each sample's change from its base, times scale, counts;
+        the simulated runs at ``roundoff``."""
         base64 = _evaluated(quantity, self.point64, torch.float64)
         low = _REAL.get(self.dtype, self.dtype) != torch.float64
-        roundoff = unit_roundoff(self.dtype) if low else SIMULATED_FLOAT64
         simulated = list(islice(self._simulated(quantity, roundoff, generator),
                                 1 if first else ROUNDED_RUNS))
         if simulated:
