@@ -273,6 +273,25 @@ STATIC = [
         "specs/a.toml:3: spec 'two': backward.x = \"grad[0] * 2 + grad[2]\" reads grad[2], but "
         "forward returns 2 outputs — index them grad[0] to grad[1]", id="output-index"),
     pytest.param("a.toml", """
+        [two]
+        forward = "(x * 2, x + 1)"
+        inputs.x = { shape = ["n"] }
+        nondifferentiable_outputs = [2]
+        """, "two",
+        "specs/a.toml:4: spec 'two': nondifferentiable_outputs names output 2, but the forward "
+        "returns 2 outputs (0 to 1) — name an output by its index in the forward's tuple",
+        id="nondifferentiable-output-index"),
+    pytest.param("a.toml", """
+        [two]
+        forward = "(x * 2, x + 1)"
+        inputs.x = { shape = ["n"] }
+        nondifferentiable_outputs = [1, 1]
+        """, "two",
+        "specs/a.toml:4: spec 'two': nondifferentiable_outputs=[1, 1] must be a list of output "
+        "indices, each once (0 is the first output) — e.g. nondifferentiable_outputs=[1] for a "
+        "forward returning (out, lse) whose lse is marked non-differentiable",
+        id="nondifferentiable-output-twice"),
+    pytest.param("a.toml", """
         [lookup]
         forward = "w[i]"
         inputs.w = { shape = ["V"] }

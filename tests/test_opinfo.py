@@ -207,6 +207,20 @@ def test_the_hardsigmoid_torch_bug_is_seen_at_opinfos_point(few) -> None:
     assert opinfo_specs.run(sample, "gradcheck", "float64").status == "pass"  # blind to it
 
 
+@pytest.mark.xfail(strict=True, reason=opinfo_specs.TRIGAMMA)
+def test_digamma_float64_gradient_is_trigamma() -> None:
+    """The second torch bug the corpus shows, without the harness: d/dx digamma is
+    trigamma, which torch's float64 backward computes to 4.6e-10 relative (mpmath's
+    to 30 digits is the truth)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 30
+    x = torch.tensor([0.5, 1.5, 2.0474, 4.1776], dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch.digamma(x).sum(), x)
+    truth = torch.tensor([float(mpmath.psi(1, v)) for v in x.tolist()], dtype=torch.float64)
+    relative = ((grad - truth) / truth).abs().max().item()
+    assert relative < 1e-14, f"relative error {relative:.3g}"
+
+
 @pytest.mark.xfail(strict=True, reason=opinfo_specs.HARDSIGMOID)
 def test_hardsigmoid_float64_gradient_is_one_sixth() -> None:
     """The torch bug the corpus shows, without the harness: d/dx hardsigmoid = 1/6 on

@@ -87,7 +87,7 @@ def _batched_jvp(case: Case) -> list[Failure]:
     def forward(*leaves):
         result = case.spec.forward(evaluate.arguments(
             case.spec, {**fixed, **dict(zip(names, leaves))}, case.example))
-        return _floating(result)
+        return _floating(result, case.spec.nondifferentiable_outputs)
 
     def jvp(*tangents):
         return torch.func.jvp(forward, primals, tangents)[1]
@@ -104,10 +104,11 @@ def _batched_jvp(case: Case) -> list[Failure]:
                      tangents=draws)
 
 
-def _floating(result) -> tuple[torch.Tensor, ...]:
+def _floating(result, skipped: frozenset[int] = frozenset()) -> tuple[torch.Tensor, ...]:
+    """The differentiated outputs in ``result``: floating, not among ``skipped``."""
     entries = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-    return tuple(e for e in entries if isinstance(e, torch.Tensor)
-                 and (e.is_floating_point() or e.is_complex()))
+    return tuple(e for k, e in enumerate(entries) if isinstance(e, torch.Tensor)
+                 and (e.is_floating_point() or e.is_complex()) and k not in skipped)
 
 
 def _compared(case: Case, summary: str, batched, singles, keys: Sequence[str],

@@ -108,7 +108,8 @@ class Case:
         values = self._leaves(point)
         result = evaluate.call(self.spec.reference,
                                evaluate.arguments(self.spec, values, self.example))
-        outputs = evaluate.Outputs.of(result, "reference", like=next(iter(values.values())))
+        outputs = evaluate.Outputs.of(result, "reference", like=next(iter(values.values())),
+                                      skipped=self.spec.nondifferentiable_outputs)
         shapes = [tuple(t.shape) for t in outputs.tensors]
         if shapes != [tuple(t.shape) for t in self.outputs.tensors]:
             raise Fault(
@@ -138,7 +139,8 @@ class Case:
         with torch.no_grad():
             result = evaluate.call(self.spec.forward,
                                    evaluate.arguments(self.spec, point, self.example))
-        outputs = evaluate.Outputs.of(result, "forward", like=None)
+        outputs = evaluate.Outputs.of(result, "forward", like=None,
+                                      skipped=self.spec.nondifferentiable_outputs)
         return dict(zip(self.output_keys, outputs.tensors))
 
     def _cotangents_in(self, dtype: torch.dtype) -> list[torch.Tensor]:
@@ -210,6 +212,21 @@ class Case:
             allowance = allowance.plus(oracle=ORACLE_ERROR_FACTOR * oracle_error.cpu())
         return allowance.plus(**terms)
 
+    def _detached_outputs(self) -> list[int]:
+        """The differentiated outputs autograd recorded no graph for: their cotangent reaches
+        no gradient, while finite differences see them move."""
+        return [k for k, t in zip(self.outputs.differentiable, self.outputs.tensors)
+                if not t.requires_grad] if self.outputs.multi else []
+
+    def _detached_hint(self) -> str:
+        indices = self._detached_outputs()
+        which = ", ".join(str(k) for k in indices)
+        return (f"Output{'s' if len(indices) > 1 else ''} {which} of the forward carr"
+                f"{'y' if len(indices) > 1 else 'ies'} no gradient (detached, or marked "
+                f"non-differentiable): if autograd is not meant to differentiate "
+                f"{'them' if len(indices) > 1 else 'it'}, declare "
+                f"nondifferentiable_outputs=[{which}]")
+
     def nondeterminism(self) -> str | None:
         """How the forward's outputs differ when it runs again at this point (beyond the
         spec's nondet_tol), or None when they do not. It runs as the first run did, with
@@ -228,6 +245,8 @@ class Case:
         return None
 
     def failure(self, summary: str, verdict: str = "", details=(), name=None) -> Failure:
+        if name is not None and self._detached_outputs():
+            details = [*details, self._detached_hint()]
         return Failure(
             spec=self.spec.name or "?",
             check="",

@@ -123,15 +123,22 @@ def arguments(spec: Spec, values: Mapping[str, Any], example: Example) -> dict[s
 @dataclass(frozen=True)
 class Outputs:
     """A forward's result: its entries (one, or a tuple's or list's), and which of them
-    are differentiated (the floating ones)."""
+    are differentiated (the floating ones the spec does not declare non-differentiable)."""
 
     entries: tuple[Any, ...]
     multi: bool  # the forward returned a tuple or list
+    skipped: frozenset[int] = frozenset()  # the spec's nondifferentiable_outputs
 
     @classmethod
-    def of(cls, result: Any, role: str, like: torch.Tensor | None) -> Outputs:
+    def of(cls, result: Any, role: str, like: torch.Tensor | None,
+           skipped: frozenset[int] = frozenset()) -> Outputs:
         multi = isinstance(result, (tuple, list))
         entries = tuple(result) if multi else (result,)
+        if skipped and (not multi or max(skipped) >= len(entries)):
+            raise Fault(f"nondifferentiable_outputs names output {max(skipped)}, but {role} "
+                        f"returned {len(entries) if multi else 'a single'} output"
+                        f"{'s' if multi and len(entries) > 1 else ''} — name outputs by their "
+                        f"index in what it returns, from 0")
         if not multi:
             checked_output(result, role, like)
         else:
@@ -139,17 +146,18 @@ class Outputs:
                 raise Fault(f"{role} returned an empty {type(result).__name__} — return a "
                             f"tensor, or a tuple of them")
             for k, entry in enumerate(entries):
-                if _differentiated(entry):
+                if _differentiated(entry) and k not in skipped:
                     checked_output(entry, f"{role} (output {k})", like)
-            if not any(_differentiated(entry) for entry in entries):
-                raise Fault(f"{role} returned no floating-point tensor among its "
-                            f"{len(entries)} outputs — return at least one")
-        return cls(entries, multi)
+            if not any(_differentiated(e) and k not in skipped for k, e in enumerate(entries)):
+                raise Fault(f"{role} returned no differentiated floating-point tensor among "
+                            f"its {len(entries)} outputs — return at least one")
+        return cls(entries, multi, skipped)
 
     @property
     def differentiable(self) -> tuple[int, ...]:
-        """The indices of the floating outputs: the ones with a cotangent."""
-        return tuple(k for k, entry in enumerate(self.entries) if _differentiated(entry))
+        """The indices of the differentiated outputs: the ones with a cotangent."""
+        return tuple(k for k, entry in enumerate(self.entries)
+                     if _differentiated(entry) and k not in self.skipped)
 
     @property
     def tensors(self) -> tuple[torch.Tensor, ...]:
@@ -178,7 +186,7 @@ class Outputs:
 
     def detached(self) -> Outputs:
         return Outputs(tuple(e.detach() if isinstance(e, torch.Tensor) else e
-                             for e in self.entries), self.multi)
+                             for e in self.entries), self.multi, self.skipped)
 
 
 def _differentiated(entry: Any) -> bool:
@@ -196,7 +204,8 @@ def forward(spec: Spec, values: Mapping[str, torch.Tensor], example: Example) ->
                 f"forward modified input {name!r} in place — clone it first "
                 f"(x = x.clone()) or use an out-of-place operation"
             )
-    return Outputs.of(result, "forward", like=_any(values))
+    return Outputs.of(result, "forward", like=_any(values),
+                      skipped=spec.nondifferentiable_outputs)
 
 
 def _any(values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -314,7 +323,8 @@ def contracted(
     def phi(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         outputs = spec.forward(arguments(spec, values, example))
         entries = tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
-        tensors = [e for e in entries if _differentiated(e)]
+        tensors = [e for k, e in enumerate(entries)
+                   if _differentiated(e) and k not in spec.nondifferentiable_outputs]
         if offsets is not None:
             tensors = [t - o for t, o in zip(tensors, offsets)]
         change = (tensors[0].reshape(-1) if len(tensors) == 1 else

@@ -48,7 +48,8 @@ def _torch_check(case: Case, check, label: str, judge) -> list[Failure]:
         result = case.spec.forward(evaluate.arguments(case.spec, {**fixed, **values},
                                                       case.example))
         if isinstance(result, (tuple, list)):  # the floating outputs: the differentiated
-            return tuple(e / output_scale for e in result if _floating(e))
+            return tuple(e / output_scale for k, e in enumerate(result)
+                         if _floating(e) and k not in case.spec.nondifferentiable_outputs)
         return result / output_scale
 
     unit = tuple((case.point64[n] / scales[n]).requires_grad_() for n in names)
@@ -186,7 +187,8 @@ def dual_tangents(case: Case, point, tangents) -> tuple[torch.Tensor, ...]:
                  else v.detach() for n, v in point.items()}
         result = case.spec.forward(evaluate.arguments(case.spec, duals, case.example))
         entries = tuple(result) if isinstance(result, (tuple, list)) else (result,)
-        outputs = [e for e in entries if _floating(e)]
+        outputs = [e for k, e in enumerate(entries)
+                   if _floating(e) and k not in case.spec.nondifferentiable_outputs]
         unpacked = [forward_ad.unpack_dual(o) for o in outputs]
         return tuple(torch.zeros_like(u.primal) if u.tangent is None else u.tangent
                      for u in unpacked)
@@ -240,7 +242,8 @@ def _jvp_formula_failures(case, tangents, jvp) -> list[Failure]:
         values = {n: v.detach() for n, v in point.items()}
         result = evaluate.call(case.spec.forward,
                                evaluate.arguments(case.spec, values, case.example))
-        outputs = evaluate.Outputs.of(result, "forward", like=None)
+        outputs = evaluate.Outputs.of(result, "forward", like=None,
+                                      skipped=case.spec.nondifferentiable_outputs)
         moved = {n: evaluate.cast(t, dtype) for n, t in tangents.items()}
         return dict(zip(case.output_keys, _jvp_formula(case, point, moved, outputs)))
 

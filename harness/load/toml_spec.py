@@ -17,7 +17,7 @@ from harness.spec import Input, Spec
 FORMULA_KEYS = ("forward", "backward", "jvp", "reference")  # compiled through the whitelist
 # Passed to Spec as they are (Spec checks them).
 OPTION_KEYS = ("dims", "params", "checks", "dtypes", "tolerances", "twice_differentiable",
-               "benchmark", "nondet_tol")
+               "benchmark", "nondet_tol", "nondifferentiable_outputs")
 SPEC_KEYS = ("doc", *FORMULA_KEYS, "inputs", *OPTION_KEYS, "examples")
 INPUT_KEYS = ("shape", "low", "high", "requires_grad", "kinks", "unique", "dtype", "count")
 
@@ -53,13 +53,31 @@ def spec_from_table(name: str, table: Any, path: str, line: int) -> Spec:
     backward = _backward(table.get("backward"), [*variables, "grad", "result"])
     _check_output_indices(tuple_length(forward), {"jvp": jvp, **{
         f"backward.{name}": formula for name, formula in backward.items()}})
+    count = output_count(forward)
+    _check_skipped_outputs(table.get("nondifferentiable_outputs", ()), count)
     spec = Spec(
         forward=forward, inputs=inputs, backward=backward or None, jvp=jvp,
         reference=reference, examples=table.get("examples", ()), name=name,
         doc=table.get("doc", ""), path=path, line=line, **options,
     )
-    spec.output_count = output_count(forward)
+    spec.output_count = count
     return spec
+
+
+def _check_skipped_outputs(indices: Any, count: int | None) -> None:
+    """nondifferentiable_outputs against the forward's static arity, where it has one (Spec
+    checks the value itself)."""
+    if count is None or not isinstance(indices, list):
+        return
+    beyond = [k for k in indices if isinstance(k, int) and not isinstance(k, bool)
+              and k >= count]
+    if beyond:
+        with at_key("nondifferentiable_outputs"):
+            raise SpecError(
+                f"nondifferentiable_outputs names output {beyond[0]}, but the forward returns "
+                f"{count} output{'s' if count > 1 else ''}"
+                f"{f' (0 to {count - 1})' if count > 1 else ''} — name an output by its index "
+                f"in the forward's tuple")
 
 
 def _inputs(inputs: Any) -> dict[str, Input]:

@@ -69,6 +69,7 @@ class Spec:
         doc: str = "",
         benchmark: Mapping[str, int] | None = None,
         nondet_tol: float = 0.0,
+        nondifferentiable_outputs: Sequence[int] = (),
         path: str | None = None,
         line: int | None = None,
     ) -> None:
@@ -83,6 +84,7 @@ class Spec:
                 reference=reference, dims=dims, params=params, checks=checks, dtypes=dtypes,
                 tolerances=tolerances, twice_differentiable=twice_differentiable,
                 examples=examples, doc=doc, benchmark=benchmark, nondet_tol=nondet_tol,
+                nondifferentiable_outputs=nondifferentiable_outputs,
             )
         except SpecError as error:
             self.error = error.located(path=path, line=line, spec=name)
@@ -103,6 +105,7 @@ class Spec:
     def _build(
         self, *, forward, inputs, backward, jvp, reference, dims, params, checks, dtypes,
         tolerances, twice_differentiable, examples, doc, benchmark, nondet_tol,
+        nondifferentiable_outputs,
     ) -> None:
         """Check every argument in turn, each SpecError tagged with its spec-file key."""
         with at_key("inputs"):
@@ -142,6 +145,8 @@ class Spec:
             raise SpecError(f"nondet_tol={nondet_tol!r} must be a non-negative number",
                             key="nondet_tol")
         self.nondet_tol = float(nondet_tol)
+        with at_key("nondifferentiable_outputs"):
+            self.nondifferentiable_outputs = _checked_output_indices(nondifferentiable_outputs)
         with at_key("inputs"):
             check_memory(self.inputs, self.dims)
         with at_key("examples"):
@@ -294,3 +299,17 @@ def _check_backward_name(name, inputs, differentiable) -> None:
 
 def _optional_call(fn, role: str, variables) -> KeywordCall | None:
     return None if fn is None else KeywordCall(fn, role, variables)
+
+
+def _checked_output_indices(indices: Any) -> frozenset[int]:
+    """The outputs a forward returns that autograd does not differentiate (a Function's
+    ``ctx.mark_non_differentiable``, native_layer_norm's mean and rstd): no cotangent,
+    no gradient through them, left out of what finite differences see."""
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence) or any(
+            isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in indices) \
+            or len(set(indices)) != len(indices):
+        raise SpecError(f"nondifferentiable_outputs={indices!r} must be a list of output "
+                        f"indices, each once (0 is the first output) — e.g. "
+                        f"nondifferentiable_outputs=[1] for a forward returning (out, lse) "
+                        f"whose lse is marked non-differentiable")
+    return frozenset(indices)
