@@ -13,15 +13,16 @@ supports autograd contributes its first float64 samples
 - every non-tensor argument is a param with that one value (shown in a failure);
 - the forward returns what the op returns: a tuple or list stays one (its
   integer outputs are not differentiated, nor the floating ones autograd does not
-  differentiate, native_layer_norm's mean and rstd: ``nondifferentiable_outputs``); a sample with a complex tensor runs in
-  complex128 (and complex64), one whose output alone is complex in float64.
+  differentiate, native_layer_norm's mean and rstd: ``nondifferentiable_outputs``);
+  a sample with a complex tensor runs in complex128 (and complex64), one whose
+  output alone is complex in float64.
 
 The op runs as OpInfo's own gradient tests run it:
 ``op.gradcheck_wrapper(op.op, *args, **kwargs)`` then the sample's
 ``output_process_fn_grad``. Where a sample cannot be said so, the converter adapts
 it and says how (``Sample.adapted``, the categories in ADAPTATIONS): a list of
-tensors of different shapes or kinds is named tensor by tensor; a buffer the op updates in place (batch norm's running statistics) is
-copied per call; a forward that draws random numbers is seeded per call.
+tensors of different shapes or kinds is named tensor by tensor; a buffer the op
+updates in place (batch norm's running statistics) is copied per call; a forward that draws random numbers is seeded per call.
 
 >>> corpus = load(ops=["sin"], per_op=1)  # doctest: +SKIP
 >>> corpus.samples[0].id, corpus.samples[0].spec.differentiable  # doctest: +SKIP
@@ -540,8 +541,8 @@ HARDSIGMOID = (
 TRIGAMMA = (
     "torch bug: digamma's float64 backward, polygamma(1, x), errs by up to 4.6e-10 relative "
     "(0.62631864967 at x = 2.0474, mpmath 0.62631864944; 3.1e-10 at x = 0.5, 4.6e-10 at "
-    "1.5, 1.0e-10 at 4.18), an approximation short of float64 precision; gradcheck (rtol 1e-3) cannot "
-    "see it, and it showed once each element's partial derivative was judged by the "
+    "1.5, 1.0e-10 at 4.18), an approximation short of float64 precision; gradcheck "
+    "(rtol 1e-3) cannot see it, and it showed once each element's partial derivative was judged by the "
     "rounding of its own terms, not of the whole output's"
 )
 KNOWN_TORCH_BUGS: dict[str, dict[str, str]] = {

@@ -239,8 +239,8 @@ def _tanh_with_one_saturated(r: float) -> Spec:
             return gx
 
     x = [-9.0] + [0.05 * k - 1 for k in range(39)]
-    return Spec(name="tanh40", forward=lambda x: Tanh.apply(x), inputs={"x": Input([40], low=-9, high=9)},
-                examples=[{"x": x}])
+    return Spec(name="tanh40", forward=lambda x: Tanh.apply(x),
+                inputs={"x": Input([40], low=-9, high=9)}, examples=[{"x": x}])
 
 
 def test_each_partial_counts_the_rounding_of_the_terms_it_moves(monkeypatch) -> None:
