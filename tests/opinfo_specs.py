@@ -22,7 +22,8 @@ The op runs as OpInfo's own gradient tests run it:
 ``output_process_fn_grad``. Where a sample cannot be said so, the converter adapts
 it and says how (``Sample.adapted``, the categories in ADAPTATIONS): a list of
 tensors of different shapes or kinds is named tensor by tensor; a buffer the op
-updates in place (batch norm's running statistics) is copied per call; a forward that draws random numbers is seeded per call.
+updates in place (batch norm's running statistics) is copied per call; a forward
+that draws random numbers is seeded per call.
 
 >>> corpus = load(ops=["sin"], per_op=1)  # doctest: +SKIP
 >>> corpus.samples[0].id, corpus.samples[0].spec.differentiable  # doctest: +SKIP
@@ -542,8 +543,8 @@ TRIGAMMA = (
     "torch bug: digamma's float64 backward, polygamma(1, x), errs by up to 4.6e-10 relative "
     "(0.62631864967 at x = 2.0474, mpmath 0.62631864944; 3.1e-10 at x = 0.5, 4.6e-10 at "
     "1.5, 1.0e-10 at 4.18), an approximation short of float64 precision; gradcheck "
-    "(rtol 1e-3) cannot see it, and it showed once each element's partial derivative was judged by the "
-    "rounding of its own terms, not of the whole output's"
+    "(rtol 1e-3) cannot see it, and it showed once each element's partial derivative "
+    "was judged by the rounding of its own terms, not of the whole output's"
 )
 KNOWN_TORCH_BUGS: dict[str, dict[str, str]] = {
     "nn.functional.hardsigmoid[0]": {"finite_difference/float64": HARDSIGMOID},
