@@ -155,7 +155,7 @@ def partial_derivatives(
     What is left of them is a dependence below their rounding: an output unmoved by
     a step of WHOLE_SCALE_STEP (the element's whole scale) depends on the element by
     less than its rounding over that step, and is counted over it, not over the
-    finest step. One element of tanh at saturation, among 400 others, is judged by
+    finest step. One element of tanh at saturation, among 40 others, is judged by
     its own rounding, not theirs.
     """
     base = point[name]

@@ -20,7 +20,7 @@ In float64 itself the Monte Carlo runs simulate coarser unit roundoffs,
 ``SIMULATED_FLOAT64``, far above float64's own rounding, and the spread is
 scaled back down: to first order rounding errors propagate linearly in the unit
 roundoff. Not across a threshold: where a simulated rounding moves a value past a
-floor (grid_sample's pixel index) or a cut-off (pinv's rcond), the result jumps by
+floor (a pixel index from a coordinate) or a cut-off (pinv's rcond), the result jumps by
 far more than rounding at float64's own precision could make it, and scaling the
 jump back does not make it linear. So float64 is simulated at two roundoffs, and
 each element keeps the smaller of the two scaled spreads: where rounding acts
