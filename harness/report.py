@@ -98,6 +98,7 @@ class Report:
     examples: int = 0
     discarded: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
+    discard_reasons: dict[str, int] = field(default_factory=dict)  # why, how many times
 
     @property
     def passed(self) -> bool:
@@ -107,7 +108,8 @@ class Report:
         if self.failures:
             return "\n\n".join(message(failure) for failure in self.failures)
         skipped = "".join(f"; {check} skipped: {why}" for check, why in self.skipped.items())
+        why = "".join(f"\n   {n} x {reason}" for reason, n in self.discard_reasons.items())
         return (
             f"passed: {self.examples} examples, {self.discarded} discarded as "
-            f"non-differentiable{skipped}"
+            f"non-differentiable{skipped}" + (f"; discarded:{why}" if why else "")
         )

@@ -95,6 +95,8 @@ def verify(
         report.failures += run.failures
         report.examples += run.counts["examples"]
         report.discarded += run.counts["discarded"]
+        for why, n in run.reasons.items():
+            report.discard_reasons[why] = report.discard_reasons.get(why, 0) + n
         if run.skipped:
             report.skipped[check.name] = run.skipped
     return report

@@ -300,8 +300,6 @@ def print_false_positives(records: list[dict]) -> None:
             lines = outcome.get("message", [])
             tag = {"torch bug": " [known torch bug]", "opinfo xfail": " [OpInfo xfail]"}.get(
                 outcome["status"], "")
-            if record["id"] in opinfo_specs.DTYPE_DEPENDENT:
-                tag += " [known: the forward is another function in float32]"
             print(f"     {record['id']} ({record['numel']} elements){tag}")
             for line in lines[:5]:
                 print(f"         {line[:150]}")

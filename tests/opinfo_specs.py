@@ -554,22 +554,6 @@ KNOWN_TORCH_BUGS: dict[str, dict[str, str]] = {
 }
 
 
-# False positives the harness cannot avoid today: the forward is another function in
-# float32 than in float64, so the float64 oracle differentiates something else.
-# fractional_max_pool draws its pooling regions with torch.rand in the input's dtype
-# (OpInfo seeds it per call): the float32 draws are not the float64 ones, and at this
-# sample the float32 output differs from the float64 one at the same point by 0.82.
-# The harness could tell (the float32 output against its float64 evaluation, beyond what
-# rounding can do) and say so instead of blaming the backward: not yet.
-FRACTIONAL = ("harness false positive: the float32 forward draws other pooling regions "
-              "than the float64 one (torch.rand in the input's dtype, seeded per call), so "
-              "the float64 oracle differentiates another function (outputs 0.82 apart)")
-DTYPE_DEPENDENT: dict[str, dict[str, str]] = {
-    "nn.functional.fractional_max_pool3d[1]": {"finite_difference/float32": FRACTIONAL,
-                                               "taylor/float32": FRACTIONAL},
-}
-
-
 # The checks issue 12 holds the corpus to, per (real) dtype; a complex sample runs them
 # in complex128 and complex64.
 CHECKS_PER_DTYPE = {

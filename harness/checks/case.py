@@ -18,7 +18,7 @@ import torch
 
 from harness.checks import evaluate
 from harness.checks.oracle import Oracle
-from harness.errors import Fault
+from harness.errors import Discarded, Fault
 from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
 from harness.numerics.compare import Mismatch, judged
 from harness.numerics.noise import NoiseModel, Quantity, Values
@@ -226,6 +226,24 @@ class Case:
                 f"non-differentiable): if autograd is not meant to differentiate "
                 f"{'them' if len(indices) > 1 else 'it'}, declare "
                 f"nondifferentiable_outputs=[{which}]")
+
+    def discard_if_forward_differs(self) -> None:
+        """Below float64, the float64 oracle differentiates the forward run in float64 at the
+        item's point: where the forward in the item's dtype is another function there
+        (fractional_max_pool draws its pooling regions with torch.rand in the input's
+        dtype), beyond what its measured rounding allows, the oracle cannot judge the
+        item's gradient — the example is discarded, saying why, not blamed on the backward."""
+        if self.full_precision:
+            return
+        for key, low, wide in zip(self.output_keys, self.outputs.tensors, self.output64):
+            mismatch = self.compare(low.detach(), wide, key, sources=("output",))
+            if mismatch and mismatch.shapes is None:
+                dtype = str(self.dtype).removeprefix("torch.")
+                raise Discarded(
+                    f"the {dtype} forward is another function than the float64 one here: its"
+                    f" {key} is {mismatch.abs_diff:.3g} from the float64 forward's "
+                    f"at the same point, {mismatch.abs_allowed:.2g} allowed — the float64 "
+                    f"oracle cannot judge this gradient")
 
     def nondeterminism(self) -> str | None:
         """How the forward's outputs differ when it runs again at this point (beyond the

@@ -167,6 +167,7 @@ def _directional_failure(case: Case, name: str, autograd, direction) -> Failure 
         found = verdict.against_oracle(
             formula_right is None, _agree(case, name, formula, autograd, ("formula", "autograd")))
     _discard_if_unreliable(found)
+    case.discard_if_forward_differs()
     return case.failure(f"Gradient of {name!r} is wrong", found, lines, name)
 
 
@@ -211,6 +212,7 @@ def _oracle_failure(case: Case, name: str, estimate, mismatch, extra=()) -> Fail
                                       ("formula", "autograd"))
     found = verdict.against_oracle(formula_right, agrees_with_autograd)
     _discard_if_unreliable(found)
+    case.discard_if_forward_differs()
     details = [*extra, *mismatch.lines(), *table(columns, mismatch.worst)]
     return case.failure(f"Gradient of {name!r} is wrong", found, details, name)
 

@@ -89,6 +89,7 @@ def _taylor_one(case: Case, name: str) -> Failure | None:
     if not _first_order(_rates(walk.remainders, floors)):
         return None
     _probe_kink(case, name, direction, walk, floors)
+    case.discard_if_forward_differs()
     return case.failure(f"Gradient of {name!r} is wrong", BACKWARD_WRONG,
                         _evidence(walk, floors), name)
 
