@@ -40,6 +40,7 @@ class Oracle:
         self._scales: dict[str, torch.Tensor] = {}
         self._directions: dict[str, torch.Tensor] = {}
         self._sized: dict[tuple[str, bool], object] = {}
+        self._batches: dict[str, bool] = {}
 
     @cached_property
     def point(self) -> dict[str, torch.Tensor]:
@@ -153,6 +154,14 @@ class Oracle:
         if not measured and not _trusted(estimate):
             return self.partials(name, measured=True)
         return _judgeable(estimate)
+
+    def batches(self, name: str) -> bool:
+        """Whether phi runs under vmap along input ``name``, as plain calls compute it (the
+        partial derivatives of a large input are worth their cost only batched)."""
+        if name not in self._batches:
+            self._batches[name] = differences.batches(self._sized_phi(False), self.point,
+                                                      name, self.magnitude)
+        return self._batches[name]
 
     def direction(self, name: str) -> torch.Tensor:
         """A random direction, scaled like the input, with no component near zero (drawn

@@ -203,6 +203,20 @@ def partial_derivatives(
     ), failures)
 
 
+def batches(phi: Scalar, point: Values, name: str, magnitude: float = 0.0) -> bool:
+    """Whether a sized phi (see ``partial_derivatives``) runs under ``torch.func.vmap``
+    along input ``name`` and agrees with plain calls there (two rows at the point)."""
+    def one(value: torch.Tensor) -> torch.Tensor:
+        return phi({**point, name: value})
+
+    rows = point[name].unsqueeze(0).repeat(2, *([1] * point[name].dim()))
+    try:
+        batch = torch.func.vmap(one)(rows)
+    except Exception:  # vmap support is optional for user forwards
+        return False
+    return _agrees_with_plain_calls(one, rows, batch, magnitude, sized=True)
+
+
 def _record_moved(moved: list[torch.Tensor], sizes: torch.Tensor, magnitude: float) -> None:
     """Keep, per element, the largest size of moved terms over its steps; a step where the
     forward failed (NaN) counts every term as moved."""
