@@ -196,6 +196,24 @@ def test_an_accumulation_errs_at_the_size_of_what_it_adds(monkeypatch) -> None:
         rounding.treatment.cache_clear()
 
 
+def test_a_fourier_transform_errs_at_the_size_of_every_input(monkeypatch) -> None:
+    """fft(x).real of 128 values near 5 in float32: every output of the backward's
+    transform sums all 128 cotangents, and an output far smaller than that sum still
+    rounds at it — u log2(n) sum |x|, not u times itself."""
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.randn(128, generator=generator, dtype=torch.float64) + 5).tolist()
+    spec = Spec(name="fft_real", forward=lambda x: torch.fft.fft(x).real,
+                inputs={"x": Input([128])}, examples=[{"x": x}])
+    assert _passes(spec, "finite_difference", torch.float32)
+    monkeypatch.setattr(rounding, "TRANSFORMS", frozenset())
+    rounding.treatment.cache_clear()
+    try:
+        assert not _passes(spec, "finite_difference", torch.float32)
+    finally:
+        monkeypatch.undo()
+        rounding.treatment.cache_clear()
+
+
 # --- the oracle's error --------------------------------------------------------------------------
 
 

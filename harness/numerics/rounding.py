@@ -11,6 +11,8 @@ runs one. How an operation's error is simulated depends on what it is:
   backward passes, pooling) errs by up to
   ``u * op(|args|)`` — the sum of the magnitudes it adds, which its partial sums
   round at, not only the size of the result (``x - x.mean()`` where the sum cancels);
+- a *Fourier transform* errs in every output by about ``u log2(n) sum |x|`` over the
+  transformed dims (its butterflies mix every input into every output);
 - a *composite* with a decomposition in ``torch._decomp`` (softmax and its
   backward, the norms, the losses, var/std, logsumexp, GELU and the other
   activations and their backward passes) runs decomposed, so that its inner
@@ -89,6 +91,10 @@ ACCUMULATIONS = frozenset({
     "scatter_add", "trace", "linalg_vecdot", "max_pool2d_with_indices_backward",
     "max_pool3d_with_indices_backward", "col2im", "im2col",
 })
+# Discrete Fourier transforms: every output is a sum over all the transformed inputs,
+# which an FFT's log2(n) stages of butterflies round, so each output errs by about
+# u log2(n) sum |x| (times the normalisation), however small the output itself.
+TRANSFORMS = frozenset({"_fft_r2c", "_fft_c2c", "_fft_c2r"})
 # Composite ops that run decomposed (where torch._decomp has a decomposition), so
 # that their inner operations round one by one: the cancellations inside softmax's
 # backward, layer norm, GELU's Phi(x) = (1 + erf(x / sqrt 2)) / 2.
@@ -135,8 +141,8 @@ INPLACE_ACCUMULATIONS = ACCUMULATIONS | {"index_add"}
 
 @cache  # called for every op of every simulated run
 def treatment(func) -> str:
-    """How an aten op's rounding is simulated: 'exact', 'accumulation', 'decomposed',
-    'relative', or for an op that writes an argument 'accumulation in place' or
+    """How an aten op's rounding is simulated: 'exact', 'accumulation', 'transform',
+    'decomposed', 'relative', or for an op that writes an argument 'accumulation in place' or
     'relative in place' (a view is always 'exact': moving it would move its base)."""
     if func.is_view:
         return "exact"
@@ -150,6 +156,8 @@ def treatment(func) -> str:
         return "exact"
     if name in ACCUMULATIONS:
         return "accumulation"
+    if name in TRANSFORMS:
+        return "transform"
     if name in COMPOSITES and func in decompositions():
         return "decomposed"
     return "relative"
@@ -185,6 +193,8 @@ class SimulatedRounding(dispatch_mode()):
             magnitude = func(*tree_map(_magnitude, args),
                              **{k: _magnitude(v, k in _FACTORS) for k, v in kwargs.items()})
             return tree_map(self._absolute, result, magnitude)
+        if how == "transform":
+            return self._absolute(result, _transform_magnitude(func, args, kwargs, result))
         return result
 
     def _in_place(self, func, how: str, args, kwargs):
@@ -236,6 +246,21 @@ def _is_float64(value) -> bool:
     return (isinstance(value, torch.Tensor)
             and value.dtype in (torch.float64, torch.complex128)
             and value.layout == torch.strided and not is_zero_tensor(value))
+
+
+def _transform_magnitude(func, args, kwargs, result: torch.Tensor) -> torch.Tensor:
+    """log2(n) times the normalised sum of |x| over the transformed dims, for every output:
+    the zero-frequency bin of the same transform of |x| is that sum."""
+    x, dims = args[0], list(args[1])
+    size = x.abs()
+    if x.is_complex():
+        size = size.to(x.dtype)
+    zero_frequency = func(size, *args[1:], **kwargs).abs()
+    for dim in dims:
+        zero_frequency = zero_frequency.narrow(dim, 0, 1)
+    points = math.prod(result.shape[d] for d in dims) if dims else 1
+    return zero_frequency * max(1.0, math.log2(max(points, 1))) * torch.ones(
+        result.shape, dtype=zero_frequency.dtype, device=zero_frequency.device)
 
 
 _FACTORS = ("alpha", "beta")  # addmm's and baddbmm's scalar factors, keyword-only in aten
