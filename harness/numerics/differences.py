@@ -30,8 +30,11 @@ BATCHED_ELEMENTS = 2**22
 # units of eps: 2 evaluations x 4 ulps.
 EVALUATION_ULPS = 8
 # x + t d rounds, so the steps taken are t + e and -t + e' with |e|, |e'| up to
-# eps |x| / |d|: an error of phi'' (e + e') / 2, felt where the slope is exactly
-# zero (mean((p - t)^2) at p = t). 4 ulps cover both roundings, with room.
+# eps |x| / |d|: a central difference errs by phi' (e - e') / 2t — the slope times
+# the steps' relative rounding, felt where an element is large beside its change
+# (tan at x = 6.24: 1e-12 of the slope) — and by phi'' (e + e') / 2, felt where the
+# slope is exactly zero (mean((p - t)^2) at p = t). 4 ulps cover both roundings and
+# Richardson's weights, with room.
 STEP_ROUNDING_ULPS = 4
 # The steps, relative to each element's scale, that tell which outputs an element
 # moves at all (``partial_derivatives`` with ``sized``): an output that not even a step
@@ -337,7 +340,8 @@ def _richardson(
     # |phi(x + h) - 2 phi(x) + phi(x - h)| / h: how far the one-sided slopes differ.
     jumps = [((p - 2 * centre + m) / h).abs() for p, m, h in zip(plus, minus, steps)]
     curvature = jumps[0] / steps[0]
-    noise = noise + STEP_ROUNDING_ULPS * EPS64 * reach * curvature
+    slope = ((plus[-1] - minus[-1]) / (2 * steps[-1])).abs()
+    noise = noise + STEP_ROUNDING_ULPS * EPS64 * reach * (curvature + slope / steps[-1])
     error = (second - first[1]).abs() + noise
     # Where the differences shrink slower than h^2 (a function differentiable only
     # once, like x|x| at 0) only the raw step is trusted: its error is about the

@@ -90,6 +90,15 @@ ACCUMULATIONS = frozenset({
     "_adaptive_avg_pool2d_backward", "_adaptive_avg_pool3d", "_adaptive_avg_pool3d_backward",
     "scatter_add", "trace", "linalg_vecdot", "max_pool2d_with_indices_backward",
     "max_pool3d_with_indices_backward", "col2im", "im2col",
+    # interpolation: each output a weighted sum of inputs, each input's gradient a
+    # weighted sum of cotangents (nearest's forward only selects: STRUCTURAL)
+    "upsample_bicubic2d", "upsample_trilinear3d", "_upsample_bilinear2d_aa",
+    "_upsample_bicubic2d_aa", "upsample_linear1d_backward", "upsample_bilinear2d_backward",
+    "upsample_bicubic2d_backward", "upsample_trilinear3d_backward",
+    "_upsample_bilinear2d_aa_backward", "_upsample_bicubic2d_aa_backward",
+    "upsample_nearest1d_backward", "upsample_nearest2d_backward",
+    "upsample_nearest3d_backward", "_upsample_nearest_exact1d_backward",
+    "_upsample_nearest_exact2d_backward", "_upsample_nearest_exact3d_backward",
 })
 # Discrete Fourier transforms: every output is a sum over all the transformed inputs,
 # which an FFT's log2(n) stages of butterflies round, so each output errs by about
