@@ -566,7 +566,8 @@ def test_end_to_end_in_a_users_project(pytester, write):
     assert validate.stdout.splitlines() == [
         "specs/more.toml:8: spec 'broken': unknown key 'forwrad' (did you mean 'forward'?) — "
         "the keys of a spec are doc, forward, backward, jvp, reference, inputs, dims, params, "
-        "checks, dtypes, tolerances, twice_differentiable, benchmark, nondet_tol, examples",
+        "checks, dtypes, tolerances, twice_differentiable, benchmark, nondet_tol, "
+        "nondifferentiable_outputs, examples",
         "2 valid, 1 invalid spec"]
 
     listed = shell(pytester, BIN / "harness", "list")

@@ -134,6 +134,7 @@ def spec_values() -> dict[str, st.SearchStrategy]:
         "benchmark": st.dictionaries(st.sampled_from(DIM_NAMES), small_integers | scalars,
                                      max_size=2) | scalars,
         "nondet_tol": floats | scalars,
+        "nondifferentiable_outputs": st.lists(small_integers | scalars, max_size=3) | scalars,
     }
 
 
