@@ -41,6 +41,7 @@ STEP_ROUNDING_ULPS = 4
 # of the element's whole scale moves, bit for bit, depends on it by less than its own
 # rounding over that step.
 WHOLE_SCALE_STEP = 1.0
+PROBE_JOINS = 64  # inputs up to this size take the whole-scale steps with the others
 # A difference counts as signal only this far above the rounding noise.
 ABOVE_NOISE = 100
 # Richardson assumes an h^2 error, so the central differences shrink fourfold as
@@ -169,11 +170,19 @@ def partial_derivatives(
     flat_base, flat_scale = base.reshape(-1), scale.reshape(-1)
     failures: list[str] = []
     moved: list[torch.Tensor] = []  # with sized: per element, the largest size moved
+    # With sized, the whole-scale steps (they only tell what moves) join the first batch
+    # of a small input, where another vmap call would cost more than its arithmetic; a
+    # larger one probes apart, so that a probe step out of the forward's domain cannot
+    # send all of its steps to the loop.
+    probe = [WHOLE_SCALE_STEP, -WHOLE_SCALE_STEP] if sized else []
 
     def along(ts: list[float]) -> list[torch.Tensor]:
         """phi at each step's n moved points (row i moves element i only: its diagonal
         entry), every step in one batch where it fits: one vmap call, not one a step (its
         fixed cost outweighs a small forward's arithmetic)."""
+        extra = len(probe)
+        ts = [*probe, *ts]
+        probe.clear()
         per_batch = max(1, BATCHED_ELEMENTS // (n * n))
         values = []
         for start in range(0, len(ts), per_batch):
@@ -187,14 +196,14 @@ def partial_derivatives(
                 _record_moved(moved, batch[:, 1].reshape(len(chunk), n), magnitude)
                 batch = batch[:, 0]
             values += list(batch.reshape(len(chunk), n))
-        return values
+        return values[extra:]
 
     def centre() -> torch.Tensor:  # one forward, not n identical ones
         return phi(point).expand(n)
 
-    if sized:
-        assert centred, "a sized phi is centred: its value at the point is never evaluated"
-        along([WHOLE_SCALE_STEP, -WHOLE_SCALE_STEP])
+    assert centred or not sized, "a sized phi is centred: its value at the point is not taken"
+    if sized and n > PROBE_JOINS:
+        along([])  # the probe alone
         failures.clear()  # a step that size may leave the domain: it says only what moved
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
     estimate = _extrapolated(along, centre, magnitude, reach.to(base.device), centred,
