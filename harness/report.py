@@ -109,7 +109,5 @@ class Report:
             return "\n\n".join(message(failure) for failure in self.failures)
         skipped = "".join(f"; {check} skipped: {why}" for check, why in self.skipped.items())
         why = "".join(f"\n   {n} x {reason}" for reason, n in self.discard_reasons.items())
-        return (
-            f"passed: {self.examples} examples, {self.discarded} discarded as "
-            f"non-differentiable{skipped}" + (f"; discarded:{why}" if why else "")
-        )
+        return (f"passed: {self.examples} examples, {self.discarded} discarded (no "
+                f"verdict possible there){skipped}" + (f"; why:{why}" if why else ""))

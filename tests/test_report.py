@@ -103,3 +103,14 @@ def test_message_in_float32_names_the_dtype_and_allows_more() -> None:
 def test_message_of_a_bare_failure_has_no_empty_sections() -> None:
     failure = Failure("s", "taylor", "cuda", "float32", "Gradient of 'W' is wrong")
     assert message(failure) == "Gradient of 'W' is wrong in spec 's' [taylor, cuda, float32]"
+
+
+def test_a_passing_report_says_why_examples_were_discarded() -> None:
+    spec = Spec(name="relu", forward=lambda x: torch.relu(x), inputs={"x": Input([1])},
+                examples=[{"x": [0.0]}])
+    report = verify(spec, checks=["finite_difference"], max_examples=0)
+    assert report.passed and report.discarded == 1
+    assert report.discard_reasons == {
+        "one-sided differences disagree: not differentiable here": 1}, report.discard_reasons
+    assert str(report) == ("passed: 1 examples, 1 discarded (no verdict possible there); why:"
+                           "\n   1 x one-sided differences disagree: not differentiable here")
