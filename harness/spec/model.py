@@ -37,7 +37,9 @@ class Spec:
     ``grad`` (the cotangent; a tuple with one entry per output for a tuple forward),
     ``result`` (likewise), the inputs, the dims and the params by keyword.
     ``params`` maps a name to the values a non-tensor argument is drawn from
-    (``{"dim": [0, -1]}``), shrinking to the first.
+    (``{"dim": [0, -1]}``), shrinking to the first. ``nondifferentiable_outputs``
+    names, by index, the floating outputs autograd does not differentiate (a
+    Function's ``ctx.mark_non_differentiable``): they get no cotangent.
 
     >>> import torch
     >>> cube = Spec(
