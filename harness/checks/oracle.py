@@ -10,6 +10,7 @@ not finite or raises within a step, one-sided differences that disagree (a kink)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,8 @@ class Oracle:
         self._partials: dict[tuple[str, bool], differences.Estimate] = {}
         self._scales: dict[str, torch.Tensor] = {}
         self._directions: dict[str, torch.Tensor] = {}
-        self._sized: dict[tuple[str, bool], object] = {}
+        self._sized: dict[bool, Callable] = {}  # measured -> the sized phi
+        self._sizes: dict[bool, torch.Tensor] = {}  # measured -> the terms' sizes
         self._batches: dict[str, bool] = {}
 
     @cached_property
@@ -52,9 +54,23 @@ class Oracle:
         """sum_k Re <v_k, f_k(x) - f_k(x0)>: 0 at the point, so the oracle never evaluates
         it there; of the point in real coordinates."""
         case = self.case
-        contracted = evaluate.contracted(case.spec, case.example, self.cotangents64,
-                                         offsets=case.output64)
-        complex_leaves = [n for n, v in case.point64.items() if v.is_complex()]
+        return self._of_real_coordinates(evaluate.contracted(
+            case.spec, case.example, self.cotangents64, offsets=case.output64))
+
+    def _sized_phi(self, measured: bool):
+        """phi returning [phi, the size of the terms that moved] (see
+        ``differences.partial_derivatives``), for the sizes ``_term_sizes(measured)``."""
+        if measured not in self._sized:
+            case = self.case
+            self._sized[measured] = self._of_real_coordinates(evaluate.contracted(
+                case.spec, case.example, self.cotangents64, offsets=case.output64,
+                sizes=self._term_sizes(measured)))
+        return self._sized[measured]
+
+    def _of_real_coordinates(self, contracted):
+        """``contracted`` as a function of the point in real coordinates (a complex input's
+        real view turned back into the complex tensor the forward takes)."""
+        complex_leaves = [n for n, v in self.case.point64.items() if v.is_complex()]
         if not complex_leaves:
             return contracted
 
@@ -63,21 +79,6 @@ class Oracle:
                                for n, v in values.items()})
 
         return phi
-
-    def _sized_phi(self, measured: bool):
-        """phi returning [phi, the size of the terms that moved] (see
-        ``differences.partial_derivatives``), for the sizes ``_term_sizes(measured)``."""
-        key = ("sized", measured)
-        if key not in self._sized:
-            case = self.case
-            contracted = evaluate.contracted(case.spec, case.example, self.cotangents64,
-                                             offsets=case.output64,
-                                             sizes=self._term_sizes(measured))
-            complex_leaves = [n for n, v in case.point64.items() if v.is_complex()]
-            self._sized[key] = contracted if not complex_leaves else (
-                lambda values: contracted({n: _as_complex(v) if n in complex_leaves else v
-                                           for n, v in values.items()}))
-        return self._sized[key]
 
     def as_input(self, name: str, direction: torch.Tensor) -> torch.Tensor:
         """A direction in real coordinates as the input's own (complex where it is)."""
@@ -116,6 +117,11 @@ class Oracle:
         sums), whose rounding the oracle counts as EVALUATION_ULPS / 2 ulps an evaluation;
         ``measured``: the larger of that and the element's measured rounding (which is
         what one evaluation may err by, its margin included)."""
+        if measured not in self._sizes:
+            self._sizes[measured] = self._computed_term_sizes(measured)
+        return self._sizes[measured]
+
+    def _computed_term_sizes(self, measured: bool) -> torch.Tensor:
         sizes = [real_view(o).abs().double().reshape(-1) for o in self.case.output64]
         if measured:
             noise = self.case.rounding("output", in_float64=True)

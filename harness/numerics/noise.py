@@ -74,6 +74,7 @@ class NoiseModel:
     def __init__(self, values: Values, dtype: torch.dtype, seed: int):
         self.values = {name: value.detach() for name, value in values.items()}
         self.dtype, self.seed = dtype, seed
+        self.low = _REAL.get(dtype, dtype) != torch.float64  # below float64 precision
         self.point64 = {name: _in(value, torch.float64) for name, value in self.values.items()}
 
     def measure(self, quantity: Quantity, *, neighbours: bool = True,
@@ -90,8 +91,7 @@ class NoiseModel:
         whole measure — a comparison that passes on it passes on the whole one, which
         only the comparisons it does not settle pay for.
         """
-        low = _REAL.get(self.dtype, self.dtype) != torch.float64
-        if low:
+        if self.low:
             spread = self._spread(quantity, unit_roundoff(self.dtype), neighbours, first)
         else:  # the smaller of two precisions' scaled spreads (see the module docstring)
             coarse, fine = (self._spread(quantity, roundoff, neighbours, first)
@@ -119,16 +119,15 @@ class NoiseModel:
         """(base, samples, scale): each sample's change from its base, times scale, counts;
         the simulated runs at ``roundoff``."""
         base64 = _evaluated(quantity, self.point64, torch.float64)
-        low = _REAL.get(self.dtype, self.dtype) != torch.float64
         simulated = list(islice(self._simulated(quantity, roundoff, generator),
                                 1 if first else ROUNDED_RUNS))
         if simulated:
             yield base64, simulated, unit_roundoff(self.dtype) / roundoff
-        if (first or not low) and simulated:
+        if (first or not self.low) and simulated:
             return
         if neighbours or not simulated:  # no dispatch mode for this forward: neighbours
             yield base64, self._neighbours(quantity, torch.float64, generator), 1.0
-            if low:
+            if self.low:
                 base = _evaluated(quantity, self.values, self.dtype)
                 yield base, self._neighbours(quantity, self.dtype, generator), 1.0
 
