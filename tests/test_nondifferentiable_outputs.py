@@ -37,10 +37,20 @@ def _spec(**options) -> Spec:
 
 @pytest.mark.parametrize("check", [c for c in CHECK_NAMES
                                    if c not in ("analytic", "reference", "gradgradcheck",
-                                                "devices", "forward_mode", "batched")])
+                                                "devices", "forward_mode", "batched",
+                                                "undefined")])
 def test_a_declared_output_is_left_out_of_every_check(check: str) -> None:
     report = verify(_spec(nondifferentiable_outputs=[1]), checks=[check], max_examples=5)
     assert report.passed, str(report)
+    assert check not in report.skipped and report.examples > report.discarded, str(report)
+
+
+def test_a_declared_output_leaves_no_cotangent_to_leave_undefined() -> None:
+    """With lse declared, one output is differentiated: nothing for ``undefined`` to omit."""
+    report = verify(_spec(nondifferentiable_outputs=[1]), checks=["undefined"], max_examples=1)
+    assert report.skipped == {"undefined": "the forward has one differentiable output: no "
+                                           "cotangent can be left undefined"}, str(report)
+    assert "undefined" not in verify(_spec(), checks=["undefined"], max_examples=1).skipped
 
 
 def test_an_undeclared_output_without_a_graph_fails_and_says_what_to_declare() -> None:
