@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from harness import Input, Spec
 from harness.checks.case import Case
+from harness.numerics import noise
 from harness.numerics.rounding import SimulatedRounding, rounds, treatment, unit_roundoff
 from harness.spec.examples import Example
 
@@ -177,3 +178,28 @@ def test_a_forward_that_refuses_simulation_keeps_the_neighbour_model() -> None:
                       cotangent_seed=0)
     rounding = Case(spec, example, "cpu", torch.float32).rounding("autograd")["x"]
     assert bool((rounding > 0).all())  # exp's neighbours differ: the spread is real
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_measure_draws_each_run_once_and_alike_whatever_came_first(dtype) -> None:
+    """The whole measure after its first run evaluates only the runs not yet drawn (the
+    base and the first run are kept, in float64 for both simulated precisions), and gives
+    what a whole measure alone gives; the first run's spread never exceeds the whole's."""
+    calls = []
+
+    def quantity(point, dtype_):
+        calls.append(dtype_)
+        return {"y": (point["x"].exp() - 1).log1p()}
+
+    x = torch.tensor([1e-3, 0.5, 3.0], dtype=dtype)
+    model = noise.NoiseModel({"x": x}, dtype, seed=7)
+    first = model.measure(quantity, first=True)
+    first_calls = len(calls)
+    whole = model.measure(quantity)
+    precisions = 1 if dtype == torch.float32 else len(noise.SIMULATED_FLOAT64)
+    assert first_calls == 1 + precisions  # one float64 base, one run per precision
+    neighbours = 2 * noise.NEIGHBOURS + 1 if dtype == torch.float32 else 0
+    assert len(calls) - first_calls == precisions * (noise.ROUNDED_RUNS - 1) + neighbours
+    alone = noise.NoiseModel({"x": x}, dtype, seed=7).measure(quantity)
+    assert torch.equal(whole["y"], alone["y"])
+    assert bool((first["y"] <= whole["y"]).all()) and bool((first["y"] > 0).any())

@@ -34,7 +34,6 @@ samples, in float64 too.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from itertools import islice
 
 import torch
 
@@ -76,6 +75,10 @@ class NoiseModel:
         self.dtype, self.seed = dtype, seed
         self.low = _REAL.get(dtype, dtype) != torch.float64  # below float64 precision
         self.point64 = {name: _in(value, torch.float64) for name, value in self.values.items()}
+        # Each quantity's evaluations are drawn once and kept: a whole measure after its
+        # first run, and the two float64 precisions, share the base and the runs drawn.
+        self._bases: dict[tuple[Quantity, torch.dtype], dict] = {}
+        self._draws: dict[tuple[Quantity, float], _Draws] = {}
 
     def measure(self, quantity: Quantity, *, neighbours: bool = True,
                 first: bool = False) -> dict[str, torch.Tensor]:
@@ -101,35 +104,40 @@ class NoiseModel:
 
     def _spread(self, quantity: Quantity, roundoff: float, neighbours: bool,
                 first: bool) -> dict[str, torch.Tensor]:
-        """The largest scaled change over the runs at ``roundoff``. Each precision draws
-        alike (one seed): its first run is the first of the whole measure, and two
-        precisions round by the same random factors of their unit roundoffs."""
-        generator = torch.Generator().manual_seed(self.seed)
+        """The largest scaled change over the runs at ``roundoff``."""
         spread: dict[str, torch.Tensor] = {}
-        for base, samples, scale in self._runs(quantity, generator, roundoff, neighbours,
-                                               first):
+        for base, samples, scale in self._runs(quantity, roundoff, neighbours, first):
             for sample in samples:
                 _widen(spread, base, sample, scale)
         return spread
 
     def _runs(
-        self, quantity: Quantity, generator, roundoff: float, neighbours: bool,
-        first: bool = False,
+        self, quantity: Quantity, roundoff: float, neighbours: bool, first: bool = False,
     ) -> Iterator[tuple[dict, Iterator, float]]:
         """(base, samples, scale): each sample's change from its base, times scale, counts;
         the simulated runs at ``roundoff``."""
-        base64 = _evaluated(quantity, self.point64, torch.float64)
-        simulated = list(islice(self._simulated(quantity, roundoff, generator),
-                                1 if first else ROUNDED_RUNS))
+        base64 = self._base(quantity, torch.float64)
+        draws = self._draws.setdefault((quantity, roundoff), _Draws(quantity, roundoff,
+                                                                    self.point64, self.seed))
+        simulated = draws.first(1 if first else ROUNDED_RUNS)
         if simulated:
             yield base64, simulated, unit_roundoff(self.dtype) / roundoff
         if (first or not self.low) and simulated:
             return
         if neighbours or not simulated:  # no dispatch mode for this forward: neighbours
+            generator = draws.generator_after(len(simulated))
             yield base64, self._neighbours(quantity, torch.float64, generator), 1.0
             if self.low:
-                base = _evaluated(quantity, self.values, self.dtype)
+                base = self._base(quantity, self.dtype)
                 yield base, self._neighbours(quantity, self.dtype, generator), 1.0
+
+    def _base(self, quantity: Quantity, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The quantity at the point itself, in float64 or in the item's dtype."""
+        key = (quantity, dtype)
+        if key not in self._bases:
+            self._bases[key] = _evaluated(quantity, self.point64 if dtype == torch.float64
+                                          else self.values, dtype)
+        return self._bases[key]
 
     def _neighbours(self, quantity: Quantity, dtype: torch.dtype, generator) -> Iterator[dict]:
         for _ in range(NEIGHBOURS):
@@ -140,14 +148,36 @@ class NoiseModel:
             except Fault:  # the spec's code fails an ulp away: that sample says nothing
                 continue
 
-    def _simulated(self, quantity: Quantity, roundoff: float, generator) -> Iterator[dict]:
-        for _ in range(ROUNDED_RUNS):
+
+class _Draws:
+    """The Monte Carlo runs of one quantity at one roundoff, drawn in order as they are
+    first asked for and kept: run k is the same whether asked for alone or among all, and
+    every measure at this roundoff draws from one seed, so two precisions round by the same
+    random factors of their unit roundoffs."""
+
+    def __init__(self, quantity: Quantity, roundoff: float, point64: Values, seed: int):
+        self.quantity, self.roundoff, self.point64 = quantity, roundoff, point64
+        self.generator = torch.Generator().manual_seed(seed)
+        self.samples: list[dict] = []
+        self.states = [self.generator.get_state()]  # the generator's state after each run
+        self.refused = False  # the forward refuses a dispatch mode (a compiled kernel)
+
+    def first(self, count: int) -> list[dict]:
+        while len(self.samples) < count and not self.refused:
             try:
-                with SimulatedRounding(roundoff, generator):
-                    sample = _evaluated(quantity, self.point64, torch.float64)
-            except Fault:  # the forward refuses a dispatch mode (a compiled kernel):
-                return  # the neighbour samples alone stand for rounding
-            yield sample
+                with SimulatedRounding(self.roundoff, self.generator):
+                    sample = _evaluated(self.quantity, self.point64, torch.float64)
+            except Fault:  # the neighbour samples alone stand for rounding
+                self.refused = True
+                self.states[-1] = self.generator.get_state()
+                break
+            self.samples.append(sample)
+            self.states.append(self.generator.get_state())
+        return self.samples[:count]
+
+    def generator_after(self, count: int) -> torch.Generator:
+        """A generator where this one stood after ``count`` runs: the neighbours' draws."""
+        return torch.Generator().set_state(self.states[count])
 
 
 def _in(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
