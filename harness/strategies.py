@@ -8,6 +8,7 @@ elements Hypothesis draws a seed and torch generates the values.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 
@@ -65,8 +66,16 @@ def input_values(
 ) -> st.SearchStrategy[torch.Tensor]:
     """Float64 tensors of ``shape`` inside the input's domain, representable in ``dtype``;
     an integer or bool input's in its own dtype (``dims`` size the bounds that name one)."""
+    return _values(spec_input, tuple(shape), dtype, tuple(sorted((dims or {}).items())))
+
+
+@functools.lru_cache(maxsize=4096)
+def _values(spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype,
+            dims: tuple[tuple[str, int], ...]) -> st.SearchStrategy[torch.Tensor]:
+    """Built once for each input, shape and dtype: a strategy built anew for every example
+    has Hypothesis work out its properties anew, as much as drawing the example costs."""
     if spec_input.is_integral:
-        return _integral_values(spec_input, shape, dims or {})
+        return _integral_values(spec_input, shape, dict(dims))
     if dtype.is_complex:  # the real and the imaginary part, each inside [low, high]
         part = _REAL_PARTS[dtype]
         return st.tuples(input_values(spec_input, shape, part),
