@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from harness.spec import Input, Spec
-from harness.spec.examples import Example
+from harness.spec.examples import Example, uniform
 from harness.spec.input import leaf_names
 
 ELEMENTWISE_LIMIT = 64
@@ -126,7 +126,7 @@ def generated_values(
         jitter = 0.25 + 0.5 * torch.rand(n, generator=generator, dtype=torch.float64)
         unit = (slots + jitter) / n
     else:
-        unit = torch.rand(n, generator=generator, dtype=torch.float64)
+        unit = uniform((n,), seed)
     values = _clear_of_kinks(spec_input.low + width * unit, spec_input)
     return _rounded(values.reshape(shape), dtype)
 

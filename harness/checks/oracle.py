@@ -20,6 +20,7 @@ from harness.checks import evaluate
 from harness.errors import Discarded
 from harness.numerics import differences
 from harness.numerics.allowance import real_view
+from harness.spec.examples import signed_uniform
 
 if TYPE_CHECKING:
     from harness.checks.case import Case
@@ -173,10 +174,8 @@ class Oracle:
         """A random direction, scaled like the input, with no component near zero (drawn
         once per input; the same for every check)."""
         if name not in self._directions:
-            generator = torch.Generator().manual_seed(self.case.example.cotangent_seed + 1)
-            shape = self.point[name].shape
-            uniform = torch.rand(shape, generator=generator, dtype=torch.float64).mul_(2).sub_(1)
-            signed = uniform.abs().add_(0.5).copysign_(uniform)  # one draw: size and sign
+            signed = signed_uniform(self.point[name].shape, self.case.example.cotangent_seed + 1,
+                                    0.5, 1.5)
             self._directions[name] = signed.to(self.case.device).mul_(self.scale(name))
         return self._directions[name]
 

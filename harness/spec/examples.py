@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from harness.errors import SpecError, at_key, did_you_mean
@@ -82,6 +83,25 @@ def _rounded_repr(values, digits: int) -> str:
     return f"{values:.{digits}g}" if isinstance(values, float) else repr(values)
 
 
+def uniform(shape: Sequence[int], seed: int) -> torch.Tensor:
+    """Reproducible float64 values uniform in [0, 1), from numpy's PCG64 generator: at 10^5
+    elements it draws in a third of the time torch's CPU generator takes for doubles (which
+    cost more than the forward of a small elementwise function).
+
+    >>> a, b = uniform((2, 3), seed=5), uniform((2, 3), seed=5)
+    >>> a.shape, a.dtype, bool(torch.equal(a, b)), bool(((a >= 0) & (a < 1)).all())
+    (torch.Size([2, 3]), torch.float64, True, True)
+    """
+    return torch.from_numpy(np.random.default_rng(seed).random(tuple(shape)))
+
+
+def signed_uniform(shape: Sequence[int], seed: int, low: float, high: float) -> torch.Tensor:
+    """Magnitudes uniform in [low, high] with random signs, from one draw: [-1, 1) gives its
+    sign and, as |u|, its place between low and high."""
+    draw = uniform(shape, seed).mul_(2).sub_(1)
+    return draw.abs().mul_(high - low).add_(low).copysign_(draw)
+
+
 def cotangent(shape: torch.Size, seed: int, dtype: torch.dtype, device: str) -> torch.Tensor:
     """A reproducible random cotangent whose entries are never near 0 or 1.
 
@@ -89,11 +109,7 @@ def cotangent(shape: torch.Size, seed: int, dtype: torch.dtype, device: str) -> 
     that ignores ``grad`` (treats it as ones) or scales it wrongly disagrees with
     autograd, and one that drops a conjugate sees an imaginary part it should not.
     """
-    generator = torch.Generator().manual_seed(seed)
-    parts = (*shape, 2) if dtype.is_complex else shape
-    magnitude = torch.rand(parts, generator=generator, dtype=torch.float64).mul_(0.75).add_(1.25)
-    negative = torch.randint(0, 2, parts, generator=generator) == 0
-    value = torch.where(negative, -magnitude, magnitude)  # as magnitude * (2 bit - 1)
+    value = signed_uniform((*shape, 2) if dtype.is_complex else shape, seed, 1.25, 2.0)
     if dtype.is_complex:
         value = torch.view_as_complex(value)
     return value.to(dtype=dtype, device=device)
