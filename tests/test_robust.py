@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from harness import CHECKS, Input, Spec, verify
+from harness.checks import evaluate
+from harness.errors import Fault
 from harness.verify import _precise
 
 APPLICABLE = [name for name in CHECKS if name != "devices"]
@@ -176,3 +178,20 @@ def test_a_jvp_that_raises_is_the_spec_failing_not_a_traceback(check: str) -> No
     headline = str(verify(spec, checks=[check], max_examples=3, seed=0)).splitlines()[0]
     assert headline.startswith("The spec's code failed"), headline
     assert "forward under forward-mode AD raised TypeError: a bug in the jvp" in headline
+
+
+@pytest.mark.parametrize(("values", "finite"), [
+    ([1.0, -2.0], True),
+    ([1e308, 1e308], True),  # the sum overflows: the elementwise test decides
+    ([1.0, float("inf")], False),
+    ([float("inf"), -float("inf")], False),  # the sum is nan
+    ([float("nan"), 0.0], False),
+    ([], True),
+])
+def test_a_forward_output_is_finite_exactly_when_every_element_is(values, finite) -> None:
+    output = torch.tensor(values, dtype=torch.float64)
+    if finite:
+        assert evaluate.checked_output(output, "forward", like=None) is output
+    else:
+        with pytest.raises(Fault, match="forward returned a non-finite value"):
+            evaluate.checked_output(output, "forward", like=None)
