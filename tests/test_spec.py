@@ -532,6 +532,19 @@ def test_examples_are_checked_and_dims_inferred():
     assert example.describe() == "n=1, d=2; x=[[1.0, 2.0]], W=[[1.0], [2.0]]"
 
 
+def test_example_values_are_read_in_float64_not_rounded_through_float32():
+    """-1.9245 is not a float32: read at torch's default dtype and widened, it would become
+    -1.9244999885559082 (and the notebook's printed values other points than printed)."""
+    spec = Spec(forward=matmul, inputs=XW,
+                examples=[{"x": [[-1.9245, 0.4336]], "W": [[1], [2]],
+                           "expected": {"W": [[0.6641], [0.1]]}}])
+    (example,) = spec.examples
+    assert example.values["x"].tolist() == [[-1.9245, 0.4336]]
+    assert example.values["W"].dtype == torch.float64
+    assert example.expected["W"].tolist() == [[0.6641], [0.1]]
+    assert example.describe() == "n=1, d=2; x=[[-1.9245, 0.4336]], W=[[1.0], [2.0]]"
+
+
 # ---------------------------------------------------------------------------------- from_module
 
 

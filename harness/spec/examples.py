@@ -211,7 +211,10 @@ def _tensor(value: Any, where: str, dtype: str | None = None) -> torch.Tensor:
             raise SpecError(f"{where}={value!r} holds non-integer values for a {dtype} input "
                             f"— give {'true/false' if dtype == 'bool' else 'integers'}")
         return tensor.to(getattr(torch, dtype))
-    tensor = tensor.to(torch.complex128 if tensor.is_complex() else torch.float64)
+    # Read again in the wide dtype: Python floats read at torch's default dtype (float32)
+    # would round 1.9245 to 1.9244999885559082 before any widening.
+    tensor = torch.as_tensor(value, dtype=torch.complex128 if tensor.is_complex() else
+                             torch.float64)
     if not torch.isfinite(tensor).all():
         raise SpecError(f"{where}={value!r} holds a non-finite value — give finite numbers")
     return tensor
