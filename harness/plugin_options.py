@@ -33,6 +33,7 @@ PROFILES = {
         "print_blob": True,
     },
 }
+DEFAULT_TIMEOUT = 60.0  # seconds: verify.EXAMPLE_TIMEOUT (importing verify imports torch)
 CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "TF_BUILD", "JENKINS_URL")
 
 for _name, _options in PROFILES.items():
@@ -63,19 +64,19 @@ def add_options(parser: pytest.Parser) -> None:
         help="Seed for the examples Hypothesis draws; a failure's Reproduce line gives it. "
              "Default: random per session, or derandomized under the harness-ci profile.",
     )
-    group.addoption(
-        "--harness-max-examples", metavar="INT", type=int, default=None,
-        dest="harness_max_examples",
-        help="Examples Hypothesis draws per item, overriding the profile; 0 runs the specs' "
-             "explicit examples only. Default: the profile's "
-             f"(harness-dev: {PROFILES['harness-dev']['max_examples']}, harness-ci: "
-             f"{PROFILES['harness-ci']['max_examples']}).",
-    )
-    group.addoption(
-        "--harness-timeout", metavar="SECONDS", type=float, default=60.0,
-        dest="harness_timeout",
-        help="Seconds one example may take before it fails as a hang; 0 disables. Default: 60.",
-    )
+    max_examples = (
+        "Examples Hypothesis draws per item, overriding the profile; 0 runs the specs' "
+        "explicit examples only. Default: the profile's "
+        f"(harness-dev: {PROFILES['harness-dev']['max_examples']}, harness-ci: "
+        f"{PROFILES['harness-ci']['max_examples']})")
+    timeout = ("Seconds one example may take before it fails as a hang; 0 disables. "
+               f"Default: {DEFAULT_TIMEOUT:g}")
+    for name, metavar, kind, text in (("max-examples", "INT", int, max_examples),
+                                      ("timeout", "SECONDS", float, timeout)):
+        dest = "harness_" + name.replace("-", "_")
+        group.addoption(f"--harness-{name}", metavar=metavar, type=kind, default=None,
+                        dest=dest, help=f"{text} (ini: {dest}).")
+        parser.addini(dest, f"{text}.", default="")
     parser.addini("harness_specs", "Folders (or files) holding spec files. Default: specs",
                   type="paths", default=None)
 
@@ -99,12 +100,13 @@ class HarnessOptions:
         self.seed = config.getoption("harness_seed")
         if self.seed is None and not self.settings.derandomize:
             self.seed = workerinput.get("harness_seed", random.getrandbits(32))
-        self.timeout = config.getoption("harness_timeout")
-        self.max_examples = config.getoption("harness_max_examples")
+        timeout = _number(config, "timeout", float)
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+        self.max_examples = _number(config, "max_examples", int)
         if self.max_examples is not None and self.max_examples < 0:
             raise pytest.UsageError(
-                f"--harness-max-examples={self.max_examples} must be at least 0 (0 runs the "
-                f"specs' explicit examples only)"
+                f"--harness-max-examples={self.max_examples} (or harness_max_examples) must be "
+                f"at least 0 (0 runs the specs' explicit examples only)"
             )
         # -o harness_specs=... and friends: a rerun must collect the same specs
         self.overrides = tuple(o for o in config.getoption("override_ini") or ()
@@ -135,6 +137,22 @@ def _hypothesis_settings(config: pytest.Config) -> tuple[str, settings]:
     in_ci = any(os.environ.get(variable) for variable in CI_VARIABLES)
     name = "harness-ci" if in_ci else "harness-dev"
     return name, settings.get_profile(name)
+
+
+def _number(config: pytest.Config, name: str, kind: type) -> float | int | None:
+    """``--harness-<name>``, else its ini twin (None where neither is given)."""
+    value = config.getoption(f"harness_{name}")
+    if value is not None:
+        return value
+    raw = str(config.getini(f"harness_{name}")).strip()
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        what, example = ("an integer", "50") if kind is int else ("a number", "120")
+        raise pytest.UsageError(f"harness_{name} = {raw!r} in the ini file is not {what} — "
+                                f"give one, e.g. harness_{name} = {example}") from None
 
 
 def _value(config: pytest.Config, name: str) -> str:

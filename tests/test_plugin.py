@@ -251,8 +251,8 @@ def test_files_outside_spec_folders_and_private_files_are_not_collected(pytester
                      "--harness-devices is empty — give at least one of auto, cpu, cuda",
                      id="only-commas"),
         pytest.param(["--harness-max-examples=-1"],
-                     "--harness-max-examples=-1 must be at least 0 (0 runs the specs' explicit "
-                     "examples only)", id="max-examples"),
+                     "--harness-max-examples=-1 (or harness_max_examples) must be at least 0 "
+                     "(0 runs the specs' explicit examples only)", id="max-examples"),
     ],
 )
 def test_bad_option_is_a_usage_error(seed_specs, args, message):
@@ -269,6 +269,39 @@ def test_bad_ini_value_is_a_usage_error(seed_specs):
     assert ("ERROR: --harness-dtypes='double' is not one of float64, float32, float16, bfloat16, "
             "complex128, complex64"
             in result.stderr.lines)
+
+
+def test_max_examples_and_timeout_have_ini_twins_the_command_line_overrides(pytester, write):
+    write(pytester.path / "specs" / "sq.toml", SQUARE)
+    pytester.makeini("[pytest]\nharness_max_examples = 3\nharness_timeout = 120\n")
+    options = ("-p", "no:cacheprovider", "-v", "--harness-devices=cpu",
+               "--harness-dtypes=float64", "--harness-checks=analytic")
+    from_ini = pytester.runpytest(*options)
+    from_ini.stdout.fnmatch_lines(["*square::analytic*PASSED (3 examples, 0 discarded)*"])
+    config = pytester.parseconfigure()
+    from harness.plugin_options import HarnessOptions
+    assert HarnessOptions(config).timeout == 120.0
+    overridden = pytester.runpytest(*options, "--harness-max-examples=5")
+    overridden.stdout.fnmatch_lines(["*square::analytic*PASSED (5 examples, 0 discarded)*"])
+
+
+@pytest.mark.parametrize(("ini", "message"), [
+    ("harness_max_examples = many", "harness_max_examples = 'many' in the ini file is not an "
+                                    "integer — give one, e.g. harness_max_examples = 50"),
+    ("harness_timeout = 1m", "harness_timeout = '1m' in the ini file is not a number — give "
+                             "one, e.g. harness_timeout = 120"),
+])
+def test_a_bad_number_in_the_ini_file_is_a_usage_error(seed_specs, ini, message):
+    seed_specs.makeini(f"[pytest]\n{ini}\n")
+    result = seed_specs.runpytest("-p", "no:cacheprovider", "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: {message}" in result.stderr.lines
+
+
+def test_the_default_timeout_is_verifys(seed_specs):
+    from harness.plugin_options import DEFAULT_TIMEOUT
+    from harness.verify import EXAMPLE_TIMEOUT
+    assert DEFAULT_TIMEOUT == EXAMPLE_TIMEOUT
 
 
 @pytest.mark.parametrize("name", ["devices", "dtypes", "checks"])

@@ -57,4 +57,5 @@ def test_max_examples_zero_runs_only_the_explicit_examples(pytester, write) -> N
     result.assert_outcomes(passed=1)
     result = pytester.runpytest("-p", "no:cacheprovider", "--harness-max-examples=-1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--harness-max-examples=-1 must be at least 0*"])
+    result.stderr.fnmatch_lines(
+        ["*--harness-max-examples=-1 (or harness_max_examples) must be at least 0*"])
