@@ -3,7 +3,7 @@
 Small inputs are drawn element by element through ``hypothesis.extra.numpy`` so
 that they shrink to readable counterexamples. Large ones would be filled with a
 repeated value (or overrun Hypothesis' buffer), so past ``ELEMENTWISE_LIMIT``
-elements Hypothesis draws a seed and torch generates the values.
+elements Hypothesis draws a seed and the values are generated from it.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def input_values(
 ) -> st.SearchStrategy[torch.Tensor]:
     """Float64 tensors of ``shape`` inside the input's domain, representable in ``dtype``;
     an integer or bool input's in its own dtype (``dims`` size the bounds that name one)."""
-    return _values(spec_input, tuple(shape), dtype, tuple(sorted((dims or {}).items())))
+    bounds = tuple(sorted((dims or {}).items())) if spec_input.is_integral else ()
+    return _values(spec_input, tuple(shape), dtype, bounds)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -110,7 +111,7 @@ def generated_values(
     spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype, seed: int,
     dims: Mapping[str, int] | None = None,
 ) -> torch.Tensor:
-    """Values from torch's generator: uniform in the domain, off the kinks, spread if unique
+    """Values generated from ``seed``: uniform in the domain, off the kinks, spread if unique
     (integers uniform in [low, high), bools fair coins)."""
     generator = torch.Generator().manual_seed(seed)
     if spec_input.is_integral:
