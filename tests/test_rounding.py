@@ -203,3 +203,49 @@ def test_a_measure_draws_each_run_once_and_alike_whatever_came_first(dtype) -> N
     alone = noise.NoiseModel({"x": x}, dtype, seed=7).measure(quantity)
     assert torch.equal(whole["y"], alone["y"])
     assert bool((first["y"] <= whole["y"]).all()) and bool((first["y"] > 0).any())
+
+
+@pytest.mark.parametrize("mode", ["replicate", "reflect"])
+def test_paddings_backward_rounds_at_the_size_of_the_cotangents_it_sums(mode: str) -> None:
+    """pad(x, (0, 2)): the last element (replicate) or the one before it (reflect) is
+    copied to the padding, so its gradient sums cotangents 1e8 + 1 - 1e8, each of which
+    rounds: u * 2e8, not u * |1| (nn.functional.pad.replicate_negative in float32 erred
+    by 8.5e-7 relative where the result cancelled)."""
+    x = torch.zeros(1, 1, 3, dtype=torch.float64, requires_grad=True)
+    grad = torch.tensor([[[0.0, 0.0, 1e8, 1.0, -1e8]]], dtype=torch.float64)
+    if mode == "reflect":  # x[1] goes to output 1 and to the padding's output 3
+        grad = torch.tensor([[[0.0, 1e8, 0.0, -1e8, 1.0]]], dtype=torch.float64)
+    position = 2 if mode == "replicate" else 1
+
+    def gradient() -> torch.Tensor:
+        (torch.nn.functional.pad(x, (0, 2), mode=mode) * 1).backward(grad)
+        value, x.grad = x.grad[0, 0, position].detach().clone(), None
+        return value
+
+    exact = gradient()
+    with SimulatedRounding(UNIT_ROUNDOFF, _generator()):
+        moved = gradient()
+    backward = {"replicate": torch.ops.aten.replication_pad1d_backward,
+                "reflect": torch.ops.aten.reflection_pad1d_backward}[mode]
+    assert treatment(backward.default) == "accumulation"
+    assert abs(float(moved - exact)) > 0.1 * UNIT_ROUNDOFF * 2e8
+
+
+def test_indexings_backward_rounds_at_the_size_of_the_cotangents_it_sums() -> None:
+    """x[[0, 0, 0]]: the backward puts the cotangents 1e8, 1, -1e8 at index 0 with
+    accumulate=True, which adds (u * 2e8); without accumulate index_put only writes."""
+    x = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    grad = torch.tensor([1e8, 1.0, -1e8], dtype=torch.float64)
+
+    def gradient() -> torch.Tensor:
+        x[torch.tensor([0, 0, 0])].backward(grad)
+        value, x.grad = x.grad[0].detach().clone(), None
+        return value
+
+    exact = gradient()
+    with SimulatedRounding(UNIT_ROUNDOFF, _generator()):
+        moved = gradient()
+        written = torch.zeros(3, dtype=torch.float64).index_put((torch.tensor([1]),), grad[1:2])
+    assert float(exact) == 1.0
+    assert 0.1 * UNIT_ROUNDOFF * 2e8 < abs(float(moved - exact)) <= UNIT_ROUNDOFF * (2e8 + 1)
+    assert written.tolist() == [0.0, 1.0, 0.0]  # a plain write stays exact

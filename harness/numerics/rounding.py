@@ -99,6 +99,10 @@ ACCUMULATIONS = frozenset({
     "upsample_nearest1d_backward", "upsample_nearest2d_backward",
     "upsample_nearest3d_backward", "_upsample_nearest_exact1d_backward",
     "_upsample_nearest_exact2d_backward", "_upsample_nearest_exact3d_backward",
+    # padding's backward: an edge (replicate) or mirrored (reflect) element's gradient sums
+    # the cotangents of every output it was copied to
+    "replication_pad1d_backward", "replication_pad2d_backward", "replication_pad3d_backward",
+    "reflection_pad1d_backward", "reflection_pad2d_backward", "reflection_pad3d_backward",
 })
 # Discrete Fourier transforms: every output is a sum over all the transformed inputs,
 # which an FFT's log2(n) stages of butterflies round, so each output errs by about
@@ -190,6 +194,8 @@ class SimulatedRounding(dispatch_mode()):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         how = treatment(func)
+        if how == "exact" and _accumulating_put(func, args, kwargs):
+            how = "accumulation in place" if is_mutable(func) else "accumulation"
         if how == "decomposed":
             with self:  # the decomposition's own ops dispatch here, each one rounding
                 return decompositions()[func](*args, **kwargs)
@@ -273,6 +279,14 @@ def _transform_magnitude(func, args, kwargs, result: torch.Tensor) -> torch.Tens
 
 
 _FACTORS = ("alpha", "beta")  # addmm's and baddbmm's scalar factors, keyword-only in aten
+
+
+def _accumulating_put(func, args, kwargs) -> bool:
+    """index_put with accumulate=True (advanced indexing's backward: a repeated index's
+    gradient sums its cotangents) adds, where the same op without it only writes."""
+    if func.overloadpacket.__name__.removesuffix("_") not in ("index_put", "_index_put_impl"):
+        return False
+    return bool(kwargs.get("accumulate", args[3] if len(args) > 3 else False))
 
 
 def _magnitude(value, factor: bool = False):
