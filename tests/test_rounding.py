@@ -231,14 +231,20 @@ def test_paddings_backward_rounds_at_the_size_of_the_cotangents_it_sums(mode: st
     assert abs(float(moved - exact)) > 0.1 * UNIT_ROUNDOFF * 2e8
 
 
-def test_indexings_backward_rounds_at_the_size_of_the_cotangents_it_sums() -> None:
+@pytest.mark.parametrize("lookup", ["index", "embedding"])
+def test_indexings_backward_rounds_at_the_size_of_the_cotangents_it_sums(lookup) -> None:
     """x[[0, 0, 0]]: the backward puts the cotangents 1e8, 1, -1e8 at index 0 with
-    accumulate=True, which adds (u * 2e8); without accumulate index_put only writes."""
+    accumulate=True, which adds (u * 2e8); without accumulate index_put only writes. An
+    embedding's backward, decomposed, adds them by _unsafe_masked_index_put_accumulate."""
     x = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     grad = torch.tensor([1e8, 1.0, -1e8], dtype=torch.float64)
+    index = torch.tensor([0, 0, 0])
 
     def gradient() -> torch.Tensor:
-        x[torch.tensor([0, 0, 0])].backward(grad)
+        if lookup == "index":
+            x[index].backward(grad)
+        else:
+            torch.nn.functional.embedding(index, x.view(3, 1)).backward(grad.view(3, 1))
         value, x.grad = x.grad[0].detach().clone(), None
         return value
 

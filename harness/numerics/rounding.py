@@ -103,6 +103,8 @@ ACCUMULATIONS = frozenset({
     # the cotangents of every output it was copied to
     "replication_pad1d_backward", "replication_pad2d_backward", "replication_pad3d_backward",
     "reflection_pad1d_backward", "reflection_pad2d_backward", "reflection_pad3d_backward",
+    # embedding's backward, decomposed: a repeated index's row sums its cotangents
+    "_unsafe_masked_index_put_accumulate",
 })
 # Discrete Fourier transforms: every output is a sum over all the transformed inputs,
 # which an FFT's log2(n) stages of butterflies round, so each output errs by about
@@ -284,7 +286,8 @@ _FACTORS = ("alpha", "beta")  # addmm's and baddbmm's scalar factors, keyword-on
 def _accumulating_put(func, args, kwargs) -> bool:
     """index_put with accumulate=True (advanced indexing's backward: a repeated index's
     gradient sums its cotangents) adds, where the same op without it only writes."""
-    if func.overloadpacket.__name__.removesuffix("_") not in ("index_put", "_index_put_impl"):
+    if func.overloadpacket.__name__.removesuffix("_") not in ("index_put", "_index_put_impl",
+                                                               "_unsafe_index_put"):
         return False
     return bool(kwargs.get("accumulate", args[3] if len(args) > 3 else False))
 
