@@ -231,7 +231,7 @@ def test_paddings_backward_rounds_at_the_size_of_the_cotangents_it_sums(mode: st
     assert abs(float(moved - exact)) > 0.1 * UNIT_ROUNDOFF * 2e8
 
 
-@pytest.mark.parametrize("lookup", ["index", "embedding"])
+@pytest.mark.parametrize("lookup", ["index", "embedding", "unsafe_put"])
 def test_indexings_backward_rounds_at_the_size_of_the_cotangents_it_sums(lookup) -> None:
     """x[[0, 0, 0]]: the backward puts the cotangents 1e8, 1, -1e8 at index 0 with
     accumulate=True, which adds (u * 2e8); without accumulate index_put only writes. An
@@ -243,6 +243,10 @@ def test_indexings_backward_rounds_at_the_size_of_the_cotangents_it_sums(lookup)
     def gradient() -> torch.Tensor:
         if lookup == "index":
             x[index].backward(grad)
+        elif lookup == "unsafe_put":  # what decomposed indexing backwards call
+            put = torch.ops.aten._unsafe_index_put(torch.zeros(3, dtype=torch.float64),
+                                                   [index], grad, True)
+            return put[0].clone()
         else:
             torch.nn.functional.embedding(index, x.view(3, 1)).backward(grad.view(3, 1))
         value, x.grad = x.grad[0].detach().clone(), None

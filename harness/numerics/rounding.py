@@ -196,7 +196,7 @@ class SimulatedRounding(dispatch_mode()):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         how = treatment(func)
-        if how == "exact" and _accumulating_put(func, args, kwargs):
+        if _accumulating_put(func, args, kwargs):
             how = "accumulation in place" if is_mutable(func) else "accumulation"
         if how == "decomposed":
             with self:  # the decomposition's own ops dispatch here, each one rounding
@@ -283,11 +283,13 @@ def _transform_magnitude(func, args, kwargs, result: torch.Tensor) -> torch.Tens
 _FACTORS = ("alpha", "beta")  # addmm's and baddbmm's scalar factors, keyword-only in aten
 
 
+_PUTS = frozenset({"index_put", "_index_put_impl", "_unsafe_index_put"})
+
+
 def _accumulating_put(func, args, kwargs) -> bool:
     """index_put with accumulate=True (advanced indexing's backward: a repeated index's
     gradient sums its cotangents) adds, where the same op without it only writes."""
-    if func.overloadpacket.__name__.removesuffix("_") not in ("index_put", "_index_put_impl",
-                                                               "_unsafe_index_put"):
+    if func.overloadpacket.__name__.removesuffix("_") not in _PUTS:
         return False
     return bool(kwargs.get("accumulate", args[3] if len(args) > 3 else False))
 
