@@ -14,6 +14,8 @@ import torch
 
 import harness
 from harness.checks import CHECKS
+from harness.plugin_options import DEFAULT_TIMEOUT, HarnessOptions
+from harness.verify import EXAMPLE_TIMEOUT
 
 LINEAR_MSE = """
 [linear_mse]
@@ -278,9 +280,7 @@ def test_max_examples_and_timeout_have_ini_twins_the_command_line_overrides(pyte
                "--harness-dtypes=float64", "--harness-checks=analytic")
     from_ini = pytester.runpytest(*options)
     from_ini.stdout.fnmatch_lines(["*square::analytic*PASSED (3 examples, 0 discarded)*"])
-    config = pytester.parseconfigure()
-    from harness.plugin_options import HarnessOptions
-    assert HarnessOptions(config).timeout == 120.0
+    assert HarnessOptions(pytester.parseconfigure()).timeout == 120.0
     overridden = pytester.runpytest(*options, "--harness-max-examples=5")
     overridden.stdout.fnmatch_lines(["*square::analytic*PASSED (5 examples, 0 discarded)*"])
 
@@ -298,9 +298,7 @@ def test_a_bad_number_in_the_ini_file_is_a_usage_error(seed_specs, ini, message)
     assert f"ERROR: {message}" in result.stderr.lines
 
 
-def test_the_default_timeout_is_verifys(seed_specs):
-    from harness.plugin_options import DEFAULT_TIMEOUT
-    from harness.verify import EXAMPLE_TIMEOUT
+def test_the_default_timeout_is_verifys():
     assert DEFAULT_TIMEOUT == EXAMPLE_TIMEOUT
 
 
