@@ -117,8 +117,9 @@ class NoiseModel:
         """(base, samples, scale): each sample's change from its base, times scale, counts;
         the simulated runs at ``roundoff``."""
         base64 = self._base(quantity, torch.float64)
-        draws = self._draws.setdefault((quantity, roundoff), _Draws(quantity, roundoff,
-                                                                    self.point64, self.seed))
+        if (quantity, roundoff) not in self._draws:
+            self._draws[quantity, roundoff] = _Draws(quantity, roundoff, self.point64, self.seed)
+        draws = self._draws[quantity, roundoff]
         simulated = draws.first(1 if first else ROUNDED_RUNS)
         if simulated:
             yield base64, simulated, unit_roundoff(self.dtype) / roundoff
