@@ -289,9 +289,14 @@ _PUTS = frozenset({"index_put", "_index_put_impl", "_unsafe_index_put"})
 def _accumulating_put(func, args, kwargs) -> bool:
     """index_put with accumulate=True (advanced indexing's backward: a repeated index's
     gradient sums its cotangents) adds, where the same op without it only writes."""
-    if func.overloadpacket.__name__.removesuffix("_") not in _PUTS:
+    if not _is_put(func):
         return False
     return bool(kwargs.get("accumulate", args[3] if len(args) > 3 else False))
+
+
+@cache  # asked of every op of every simulated run, like treatment
+def _is_put(func) -> bool:
+    return func.overloadpacket.__name__.removesuffix("_") in _PUTS
 
 
 def _magnitude(value, factor: bool = False):
