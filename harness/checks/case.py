@@ -21,7 +21,7 @@ from harness.checks.oracle import Oracle
 from harness.errors import Discarded, Fault
 from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
 from harness.numerics.compare import Mismatch, judged
-from harness.numerics.noise import NoiseModel, Quantity, Values
+from harness.numerics.noise import CONFIRMING_RUNS, ROUNDED_RUNS, NoiseModel, Quantity, Values
 from harness.report import Failure
 from harness.spec import Input, Spec
 from harness.spec.examples import Example, cotangent, describe_tensor
@@ -47,7 +47,9 @@ class Case:
             dtype, spec.tolerances.get(str(dtype).removeprefix("torch.")), spec.nondet_tol)
         self.oracle = Oracle(self)
         self._noise = NoiseModel(self.values, dtype, seed=example.cotangent_seed + 2)
-        self._rounding: dict[tuple[str, bool, bool], dict[str, torch.Tensor]] = {}
+        self._rounding: dict[tuple, dict[str, torch.Tensor]] = {}
+        self.runs = ROUNDED_RUNS  # samples of each kind in a measure of rounding
+        self.measured = False  # whether anything judged here asked for measured rounding
 
     @property
     def full_precision(self) -> bool:
@@ -64,6 +66,16 @@ class Case:
         single.oracle = Oracle(single)
         single._rounding = {}
         return single
+
+    def confirming(self) -> Case:
+        """This case measuring rounding over CONFIRMING_RUNS samples of each kind, to confirm
+        a verdict of "wrong" that measured rounding helped decide: the noise model's draws
+        shared, and of the oracle what measured rounding does not enter."""
+        confirming = copy.copy(self)
+        confirming.runs = CONFIRMING_RUNS
+        confirming._rounding = {}
+        confirming.oracle = self.oracle.rebound(confirming)
+        return confirming
 
     def input_of(self, leaf: str) -> Input:
         """The declared input a leaf belongs to (``xs[1]`` belongs to ``xs``)."""
@@ -159,7 +171,9 @@ class Case:
         'formula', 'reference' or 'output' (the methods ``<source>_at``), or of
         ``quantity`` under the name ``source``; in the item's dtype, or in float64;
         ``neighbours`` and ``first`` as for ``NoiseModel.measure`` (the whole measure,
-        where it was taken already, stands for the first run)."""
+        where it was taken already, stands for the first run), over ``self.runs`` samples of
+        each kind."""
+        self.measured = True
         key = (source, in_float64 or self.full_precision, neighbours)
         if first and key in self._rounding:
             return self._rounding[key]
@@ -168,7 +182,8 @@ class Case:
         if key not in self._rounding:
             model = self._noise64 if key[1] else self._noise
             self._rounding[key] = model.measure(quantity or getattr(self, f"{source}_at"),
-                                                neighbours=neighbours, first=first)
+                                                neighbours=neighbours, first=first,
+                                                runs=self.runs)
         return self._rounding[key]
 
     @cached_property
@@ -262,7 +277,9 @@ class Case:
                 return f"two runs differ by up to {float(difference.max()):.3g}"
         return None
 
-    def failure(self, summary: str, verdict: str = "", details=(), name=None) -> Failure:
+    def failure(self, summary: str, verdict: str = "", details=(), name=None,
+                mismatch: Mismatch | None = None) -> Failure:
+        """A failure of this case; ``mismatch``, the comparison that decided it, if one did."""
         if name is not None and self._detached_outputs():
             details = [*details, self._detached_hint()]
         return Failure(
@@ -281,4 +298,5 @@ class Case:
                 f"{key}: {describe_tensor(v, digits=8)}" if self.outputs.multi
                 else describe_tensor(v, digits=8)
                 for key, v in zip(self.output_keys, self.cotangents)),
+            excess=None if mismatch is None else mismatch.excess,
         )

@@ -29,6 +29,12 @@ not is left out (a threshold within float64's own rounding of the point lies
 within the finite-difference steps too, where the oracle's kink test sees it).
 A forward that refuses a dispatch mode (a compiled kernel) keeps the neighbour
 samples, in float64 too.
+
+A handful of samples is cheap, and usually wide of the mark on the safe side; but
+all of them can come out small together, and then a right gradient fails. So a
+verdict of "wrong" that measured rounding helped decide is confirmed over
+CONFIRMING_RUNS samples of each kind (the handful among them) unless its
+difference was CLEAR_EXCESS times what was allowed (``harness.verify``).
 """
 
 from __future__ import annotations
@@ -44,11 +50,19 @@ from harness.numerics.rounding import SimulatedRounding, unit_roundoff
 Values = Mapping[str, torch.Tensor]
 Quantity = Callable[[Values, torch.dtype], Mapping[str, torch.Tensor]]
 
-NEIGHBOURS = 4  # neighbouring inputs sampled per dtype
-ROUNDED_RUNS = 4  # Monte Carlo arithmetic runs
+ROUNDED_RUNS = 4  # Monte Carlo arithmetic runs, and neighbouring inputs sampled per dtype
 # The largest change over a handful of samples understates the worst one a
 # rounding of the same kind may give: each sample is one draw of it.
 NOISE_FACTOR = 10.0
+# A verdict of "wrong" is confirmed over this many samples of each kind: all of a
+# handful can come out small together by chance (a softmax gradient that cancels to
+# 0.0064 erred by 2.7e-7 in float32, and four runs at random moved it by at most
+# 1.2e-8), and the chance that sixteen all do is the fourth power of that.
+CONFIRMING_RUNS = 16
+# A difference this many times its allowance is no chance of the samples (that four
+# of them come out 1/CLEAR_EXCESS of their usual size together is ~1e-9): such a
+# verdict needs no confirming.
+CLEAR_EXCESS = 100.0
 # The unit roundoffs simulated for float64: 2^9 and 2^4 times float64's own, so
 # that the runs' real float64 rounding is 0.2% and 6% of what they simulate (on the
 # safe side: it adds to the spread), far enough apart that a threshold one of
@@ -80,9 +94,10 @@ class NoiseModel:
         self._bases: dict[tuple[Quantity, torch.dtype], dict] = {}
         self._draws: dict[tuple[Quantity, float], _Draws] = {}
 
-    def measure(self, quantity: Quantity, *, neighbours: bool = True,
-                first: bool = False) -> dict[str, torch.Tensor]:
-        """NOISE_FACTOR x the largest change of each of the quantity's tensors (float64, CPU).
+    def measure(self, quantity: Quantity, *, neighbours: bool = True, first: bool = False,
+                runs: int = ROUNDED_RUNS) -> dict[str, torch.Tensor]:
+        """NOISE_FACTOR x the largest change of each of the quantity's tensors (float64, CPU),
+        over ``runs`` samples of each kind.
 
         Without ``neighbours`` only the simulated rounding counts (where it can run):
         how the function itself rounds, without what moving its inputs by an ulp does
@@ -93,44 +108,49 @@ class NoiseModel:
         sample, as without): a subset of the samples, drawn alike, so never more than the
         whole measure — a comparison that passes on it passes on the whole one, which
         only the comparisons it does not settle pay for.
+
+        Every kind of sample is drawn in order from a stream of its own, so the samples of
+        fewer ``runs`` are among those of more: more runs never measure less.
         """
+        if runs < 1:
+            raise ValueError(f"runs={runs!r} must be at least 1")
         if self.low:
-            spread = self._spread(quantity, unit_roundoff(self.dtype), neighbours, first)
+            spread = self._spread(quantity, unit_roundoff(self.dtype), neighbours, first, runs)
         else:  # the smaller of two precisions' scaled spreads (see the module docstring)
-            coarse, fine = (self._spread(quantity, roundoff, neighbours, first)
+            coarse, fine = (self._spread(quantity, roundoff, neighbours, first, runs)
                             for roundoff in SIMULATED_FLOAT64)
             spread = {key: torch.minimum(value, fine[key]) for key, value in coarse.items()}
         return {key: NOISE_FACTOR * value for key, value in spread.items()}
 
     def _spread(self, quantity: Quantity, roundoff: float, neighbours: bool,
-                first: bool) -> dict[str, torch.Tensor]:
+                first: bool, runs: int) -> dict[str, torch.Tensor]:
         """The largest scaled change over the runs at ``roundoff``."""
         spread: dict[str, torch.Tensor] = {}
-        for base, samples, scale in self._runs(quantity, roundoff, neighbours, first):
+        for base, samples, scale in self._runs(quantity, roundoff, neighbours, first, runs):
             for sample in samples:
                 _widen(spread, base, sample, scale)
         return spread
 
     def _runs(
-        self, quantity: Quantity, roundoff: float, neighbours: bool, first: bool = False,
+        self, quantity: Quantity, roundoff: float, neighbours: bool, first: bool, runs: int,
     ) -> Iterator[tuple[dict, Iterator, float]]:
         """(base, samples, scale): each sample's change from its base, times scale, counts;
         the simulated runs at ``roundoff``."""
         base64 = self._base(quantity, torch.float64)
         if (quantity, roundoff) not in self._draws:
-            self._draws[quantity, roundoff] = _Draws(quantity, roundoff, self.point64, self.seed)
+            self._draws[quantity, roundoff] = _Draws(quantity, roundoff, self.point64,
+                                                   _stream_seed(self.seed, 0))
         draws = self._draws[quantity, roundoff]
-        simulated = draws.first(1 if first else ROUNDED_RUNS)
+        simulated = draws.first(1 if first else runs)
         if simulated:
-            yield base64, simulated, unit_roundoff(self.dtype) / roundoff
+            yield base64, draws.runs(1 if first else runs), unit_roundoff(self.dtype) / roundoff
         if (first or not self.low) and simulated:
             return
         if neighbours or not simulated:  # no dispatch mode for this forward: neighbours
-            generator = draws.generator_after(len(simulated))
-            yield base64, self._neighbours(quantity, torch.float64, generator), 1.0
+            yield base64, self._neighbours(quantity, torch.float64, runs, stream=1), 1.0
             if self.low:
                 base = self._base(quantity, self.dtype)
-                yield base, self._neighbours(quantity, self.dtype, generator), 1.0
+                yield base, self._neighbours(quantity, self.dtype, runs, stream=2), 1.0
 
     def _base(self, quantity: Quantity, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The quantity at the point itself, in float64 or in the item's dtype."""
@@ -140,8 +160,12 @@ class NoiseModel:
                                           else self.values, dtype)
         return self._bases[key]
 
-    def _neighbours(self, quantity: Quantity, dtype: torch.dtype, generator) -> Iterator[dict]:
-        for _ in range(NEIGHBOURS):
+    def _neighbours(self, quantity: Quantity, dtype: torch.dtype, runs: int,
+                    stream: int) -> Iterator[dict]:
+        """The quantity in ``dtype`` at ``runs`` neighbouring points, drawn in order from a
+        stream of their own (the first few are the same however many are drawn)."""
+        generator = torch.Generator().manual_seed(_stream_seed(self.seed, stream))
+        for _ in range(runs):
             moved = {name: _in(_next_to(value, self.dtype, generator), dtype)
                      for name, value in self.values.items()}
             try:
@@ -151,34 +175,46 @@ class NoiseModel:
 
 
 class _Draws:
-    """The Monte Carlo runs of one quantity at one roundoff, drawn in order as they are
-    first asked for and kept: run k is the same whether asked for alone or among all, and
-    every measure at this roundoff draws from one seed, so two precisions round by the same
-    random factors of their unit roundoffs."""
+    """The Monte Carlo runs of one quantity at one roundoff, drawn in order from one seed:
+    run k is the same whether asked for alone or among more, so two precisions round by
+    the same random factors of their unit roundoffs. The first ROUNDED_RUNS are kept as
+    they are first asked for; a confirming measure's further runs are drawn again each
+    time (in a large tensor sixteen kept samples weigh)."""
 
     def __init__(self, quantity: Quantity, roundoff: float, point64: Values, seed: int):
         self.quantity, self.roundoff, self.point64 = quantity, roundoff, point64
         self.generator = torch.Generator().manual_seed(seed)
         self.samples: list[dict] = []
-        self.states = [self.generator.get_state()]  # the generator's state after each run
         self.refused = False  # the forward refuses a dispatch mode (a compiled kernel)
 
     def first(self, count: int) -> list[dict]:
-        while len(self.samples) < count and not self.refused:
+        """The first ``count`` runs (at most ROUNDED_RUNS), kept; none where the forward
+        refuses the dispatch mode."""
+        while len(self.samples) < min(count, ROUNDED_RUNS) and not self.refused:
             try:
-                with SimulatedRounding(self.roundoff, self.generator):
-                    sample = _evaluated(self.quantity, self.point64, torch.float64)
+                self.samples.append(self._run(self.generator))
             except Fault:  # the neighbour samples alone stand for rounding
                 self.refused = True
-                self.states[-1] = self.generator.get_state()
-                break
-            self.samples.append(sample)
-            self.states.append(self.generator.get_state())
         return self.samples[:count]
 
-    def generator_after(self, count: int) -> torch.Generator:
-        """A generator where this one stood after ``count`` runs: the neighbours' draws."""
-        return torch.Generator().set_state(self.states[count])
+    def runs(self, count: int) -> Iterator[dict]:
+        """The first ``count`` runs: the kept ones, then (past ROUNDED_RUNS) fresh ones."""
+        kept = self.first(count)
+        yield from kept
+        if count <= len(kept) or self.refused:
+            return
+        generator = torch.Generator().set_state(self.generator.get_state())
+        for _ in range(count - len(kept)):
+            yield self._run(generator)
+
+    def _run(self, generator: torch.Generator) -> dict:
+        with SimulatedRounding(self.roundoff, generator):
+            return _evaluated(self.quantity, self.point64, torch.float64)
+
+
+def _stream_seed(seed: int, stream: int) -> int:
+    """The seed of a measure's ``stream``-th kind of sample (0: the Monte Carlo runs)."""
+    return (seed + stream * 2**40) % 2**63
 
 
 def _in(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
