@@ -30,9 +30,6 @@ class Failure:
     reproduce: str = ""
     input: str | None = None
     cotangent: str = ""  # the cotangent v the gradients were taken with (grad in formulas)
-    # How many times its allowance the deciding difference was, where one comparison
-    # decided (``Mismatch.excess``); None where no single comparison did (a Taylor test).
-    excess: float | None = None
 
     @property
     def headline(self) -> str:

@@ -27,7 +27,6 @@ from harness.errors import (
     SpecError,
     did_you_mean,
 )
-from harness.numerics.noise import CLEAR_EXCESS
 from harness.registry import CHECK_INFO, DTYPE_NAMES, chosen_checks
 from harness.report import Failure, Report
 from harness.spec import Spec
@@ -173,9 +172,6 @@ class _CheckRun:
         case = Case(self.spec, example, self.device, self.dtype)
         try:
             failures = self.check.run(case)
-            if _unconfirmed(failures, case):  # a few samples of rounding can all be small
-                case = case.confirming()
-                failures = self.check.run(case)
         except Discarded:
             _require_deterministic(case)
             raise
@@ -255,13 +251,6 @@ class _CheckRun:
         where = f"seed={seed}" if seed is not None else "derandomized"
         return (f"verify(spec, checks=[{self.check.name!r}], device={self.device!r}, "
                 f"dtype={dtype}, seed={seed})" if seed is not None else f"verify(...) [{where}]")
-
-
-def _unconfirmed(failures: list[Failure], case: Case) -> bool:
-    """Whether a verdict of "wrong" rests on measured rounding without a clear miss: it is
-    confirmed over CONFIRMING_RUNS samples before it stands."""
-    return case.measured and any(failure.excess is None or failure.excess <= CLEAR_EXCESS
-                                 for failure in failures)
 
 
 def _require_deterministic(case: Case) -> None:

@@ -21,7 +21,7 @@ from harness.checks.oracle import Oracle
 from harness.errors import Discarded, Fault
 from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
 from harness.numerics.compare import Mismatch, judged
-from harness.numerics.noise import CONFIRMING_RUNS, ROUNDED_RUNS, NoiseModel, Quantity, Values
+from harness.numerics.noise import NoiseModel, Quantity, Values
 from harness.report import Failure
 from harness.spec import Input, Spec
 from harness.spec.examples import Example, cotangent, describe_tensor
@@ -47,9 +47,7 @@ class Case:
             dtype, spec.tolerances.get(str(dtype).removeprefix("torch.")), spec.nondet_tol)
         self.oracle = Oracle(self)
         self._noise = NoiseModel(self.values, dtype, seed=example.cotangent_seed + 2)
-        self._rounding: dict[tuple, dict[str, torch.Tensor]] = {}
-        self.runs = ROUNDED_RUNS  # samples of each kind in a measure of rounding
-        self.measured = False  # whether anything judged here asked for measured rounding
+        self._rounding: dict[tuple[str, bool, bool], dict[str, torch.Tensor]] = {}
 
     @property
     def full_precision(self) -> bool:
@@ -66,16 +64,6 @@ class Case:
         single.oracle = Oracle(single)
         single._rounding = {}
         return single
-
-    def confirming(self) -> Case:
-        """This case measuring rounding over CONFIRMING_RUNS samples of each kind, to confirm
-        a verdict of "wrong" that measured rounding helped decide: the noise model's draws
-        shared, and of the oracle what measured rounding does not enter."""
-        confirming = copy.copy(self)
-        confirming.runs = CONFIRMING_RUNS
-        confirming._rounding = {}
-        confirming.oracle = self.oracle.rebound(confirming)
-        return confirming
 
     def input_of(self, leaf: str) -> Input:
         """The declared input a leaf belongs to (``xs[1]`` belongs to ``xs``)."""
@@ -171,9 +159,7 @@ class Case:
         'formula', 'reference' or 'output' (the methods ``<source>_at``), or of
         ``quantity`` under the name ``source``; in the item's dtype, or in float64;
         ``neighbours`` and ``first`` as for ``NoiseModel.measure`` (the whole measure,
-        where it was taken already, stands for the first run), over ``self.runs`` samples of
-        each kind."""
-        self.measured = True
+        where it was taken already, stands for the first run)."""
         key = (source, in_float64 or self.full_precision, neighbours)
         if first and key in self._rounding:
             return self._rounding[key]
@@ -182,8 +168,7 @@ class Case:
         if key not in self._rounding:
             model = self._noise64 if key[1] else self._noise
             self._rounding[key] = model.measure(quantity or getattr(self, f"{source}_at"),
-                                                neighbours=neighbours, first=first,
-                                                runs=self.runs)
+                                                neighbours=neighbours, first=first)
         return self._rounding[key]
 
     @cached_property
@@ -202,8 +187,8 @@ class Case:
         """``actual`` against ``expected`` for input (or output) ``name``: the floor, the
         oracle's error where one side is the oracle, ``extra`` terms, and — only where
         those do not pass — the measured rounding of each of ``sources``: first one
-        simulated run of each (a pass on it is a pass on all of them), then, only where
-        that does not pass either, every run."""
+        simulated run of each (a pass on it settles it: ``NoiseModel.measure``), then,
+        only where that does not pass either, every run."""
         cheap = self.allowance(expected, oracle_error=oracle_error, **(extra or {}))
         if not sources:
             return judged(actual, expected, cheap)
@@ -277,9 +262,7 @@ class Case:
                 return f"two runs differ by up to {float(difference.max()):.3g}"
         return None
 
-    def failure(self, summary: str, verdict: str = "", details=(), name=None,
-                mismatch: Mismatch | None = None) -> Failure:
-        """A failure of this case; ``mismatch``, the comparison that decided it, if one did."""
+    def failure(self, summary: str, verdict: str = "", details=(), name=None) -> Failure:
         if name is not None and self._detached_outputs():
             details = [*details, self._detached_hint()]
         return Failure(
@@ -298,5 +281,4 @@ class Case:
                 f"{key}: {describe_tensor(v, digits=8)}" if self.outputs.multi
                 else describe_tensor(v, digits=8)
                 for key, v in zip(self.output_keys, self.cotangents)),
-            excess=None if mismatch is None else mismatch.excess,
         )

@@ -60,7 +60,7 @@ def reference(case: Case) -> list[Failure]:
             columns = {"forward": output, "reference": truth[key]}
             which = "" if key == "output" else f" ({key})"
             return [case.failure(f"Forward disagrees with the reference{which}", details=[
-                *mismatch.lines(), *table(columns, mismatch.worst)], mismatch=mismatch)]
+                *mismatch.lines(), *table(columns, mismatch.worst)])]
     failures = []
     for name in case.leaves:
         mismatch = _against_reference(case, case.autograd[name], truth, name, "autograd",
@@ -183,7 +183,7 @@ def _directional_failure(case: Case, name: str, autograd, direction) -> Failure 
             formula_right is None, _agree(case, name, formula, autograd, ("formula", "autograd")))
     _discard_if_unreliable(found)
     case.discard_if_forward_differs()
-    return case.failure(f"Gradient of {name!r} is wrong", found, lines, name, mismatch)
+    return case.failure(f"Gradient of {name!r} is wrong", found, lines, name)
 
 
 def _against_directional(case: Case, name: str, gradient, direction, source: str):
@@ -229,7 +229,7 @@ def _oracle_failure(case: Case, name: str, estimate, mismatch, extra=()) -> Fail
     _discard_if_unreliable(found)
     case.discard_if_forward_differs()
     details = [*extra, *mismatch.lines(), *table(columns, mismatch.worst)]
-    return case.failure(f"Gradient of {name!r} is wrong", found, details, name, mismatch)
+    return case.failure(f"Gradient of {name!r} is wrong", found, details, name)
 
 
 def _discard_if_unreliable(found: str) -> None:
@@ -258,7 +258,7 @@ def _triangulated(case, name, subject, label, mismatch, subject_wrong=verdict.FO
                                          oracle_error=oracle.error) is None
     found = verdict.odd_one_out(subject_right, autograd_right, subject_wrong)
     details = [*mismatch.lines(), *table(columns, mismatch.worst)]
-    return case.failure(f"Gradient of {name!r} is wrong", found, details, name, mismatch)
+    return case.failure(f"Gradient of {name!r} is wrong", found, details, name)
 
 
 def _expected_failures(case: Case) -> list[Failure]:

@@ -45,21 +45,6 @@ class Oracle:
         self._sizes: dict[bool, torch.Tensor] = {}  # measured -> the terms' sizes
         self._batches: dict[str, bool] = {}
 
-    def rebound(self, case: Case) -> Oracle:
-        """This oracle for ``case``, a copy of its case that measures rounding anew: what
-        does not depend on measured rounding (the steps, directions, estimates without
-        it) is kept, the rest computed again when asked for."""
-        oracle = Oracle(case)
-        oracle._partials = {key: v for key, v in self._partials.items() if not key[1]}
-        oracle._sized = {key: v for key, v in self._sized.items() if not key}
-        oracle._sizes = {key: v for key, v in self._sizes.items() if not key}
-        oracle._scales, oracle._directions = self._scales, self._directions
-        oracle._batches = self._batches
-        for name in _UNMEASURED:
-            if name in self.__dict__:
-                oracle.__dict__[name] = self.__dict__[name]
-        return oracle
-
     @cached_property
     def point(self) -> dict[str, torch.Tensor]:
         """The point in real coordinates."""
@@ -222,10 +207,6 @@ class Oracle:
         directions = {name: real_view(d).to(torch.float64) for name, d in directions.items()}
         return differences.directional_derivative(
             self.phi, self.point, directions, self._magnitude(measured), centred=True)
-
-
-# The cached properties that no measured rounding enters (not measured_magnitude).
-_UNMEASURED = ("point", "phi", "cotangents64", "magnitude", "_cotangent_sizes")
 
 
 def _as_complex(value: torch.Tensor) -> torch.Tensor:

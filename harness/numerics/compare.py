@@ -12,7 +12,6 @@ grows as terms are added, so a pass on the cheap terms is a pass.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -38,7 +37,6 @@ class Mismatch:
     rel_allowed: float = 0.0
     worst: tuple[tuple[int, ...], ...] = ()
     shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
-    excess: float = math.inf  # the greatest difference / allowed over the mismatched elements
 
     @property
     def allowed(self) -> str:
@@ -96,7 +94,6 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, allowance: Allowance) 
         rel_index=rel_at,
         rel_allowed=float(allowed[rel_at] / expected.abs()[rel_at]),
         worst=tuple(_index(i, expected.shape) for i in worst),
-        excess=float(excess.max()),
     )
 
 

@@ -2,8 +2,8 @@
 
 A *quantity* is a function ``quantity(point, dtype) -> {key: tensor}`` — a
 gradient, an output, a tangent — evaluated at a point (the inputs, in ``dtype``).
-Its noise at the item's point is NOISE_FACTOR times the largest change over a
-few reruns that each round differently:
+Its noise at the item's point is NOISE_FACTOR times the spread of its changes,
+per element, over reruns that each round differently:
 
 - the float64 computation with every operation's result rounded at random to the
   item's precision (Monte Carlo arithmetic, ``harness.numerics.rounding``): it sees the
@@ -30,11 +30,9 @@ within the finite-difference steps too, where the oracle's kink test sees it).
 A forward that refuses a dispatch mode (a compiled kernel) keeps the neighbour
 samples, in float64 too.
 
-A handful of samples is cheap, and usually wide of the mark on the safe side; but
-all of them can come out small together, and then a right gradient fails. So a
-verdict of "wrong" that measured rounding helped decide is confirmed over
-CONFIRMING_RUNS samples of each kind (the handful among them) unless its
-difference was CLEAR_EXCESS times what was allowed (``harness.verify``).
+Not the largest change over a handful of reruns, which all can come out small
+together (a right gradient then fails), but the SPREAD_RANK-th largest over
+ROUNDED_RUNS of each kind: as large, typically, and far less often small.
 """
 
 from __future__ import annotations
@@ -50,19 +48,18 @@ from harness.numerics.rounding import SimulatedRounding, unit_roundoff
 Values = Mapping[str, torch.Tensor]
 Quantity = Callable[[Values, torch.dtype], Mapping[str, torch.Tensor]]
 
-ROUNDED_RUNS = 4  # Monte Carlo arithmetic runs, and neighbouring inputs sampled per dtype
-# The largest change over a handful of samples understates the worst one a
-# rounding of the same kind may give: each sample is one draw of it.
+ROUNDED_RUNS = 16  # Monte Carlo arithmetic runs, and neighbouring inputs sampled per dtype
+# The spread is the SPREAD_RANK-th largest change over all the samples, per element. The
+# largest of four samples of each kind (what this model took until a stress run failed
+# a right gradient) is as large, typically, but all four can come out small together:
+# a float32 softmax gradient that cancels to 0.0064 erred by 2.7e-7, and four runs moved
+# it by at most 1.2e-8. The fourth largest of sixteen comes out below 0.3 of a normal
+# spread's scale about 2e-6 of the time, the largest of four 3e-3 of the time.
+SPREAD_RANK = 4
+# The spread understates the worst change a rounding of the same kind may give: each
+# sample is one draw of it.
 NOISE_FACTOR = 10.0
-# A verdict of "wrong" is confirmed over this many samples of each kind: all of a
-# handful can come out small together by chance (a softmax gradient that cancels to
-# 0.0064 erred by 2.7e-7 in float32, and four runs at random moved it by at most
-# 1.2e-8), and the chance that sixteen all do is the fourth power of that.
-CONFIRMING_RUNS = 16
-# A difference this many times its allowance is no chance of the samples (that four
-# of them come out 1/CLEAR_EXCESS of their usual size together is ~1e-9): such a
-# verdict needs no confirming.
-CLEAR_EXCESS = 100.0
+KEPT_RUNS = 4  # Monte Carlo runs kept once drawn (the first settles most comparisons)
 # The unit roundoffs simulated for float64: 2^9 and 2^4 times float64's own, so
 # that the runs' real float64 rounding is 0.2% and 6% of what they simulate (on the
 # safe side: it adds to the spread), far enough apart that a threshold one of
@@ -94,10 +91,10 @@ class NoiseModel:
         self._bases: dict[tuple[Quantity, torch.dtype], dict] = {}
         self._draws: dict[tuple[Quantity, float], _Draws] = {}
 
-    def measure(self, quantity: Quantity, *, neighbours: bool = True, first: bool = False,
-                runs: int = ROUNDED_RUNS) -> dict[str, torch.Tensor]:
-        """NOISE_FACTOR x the largest change of each of the quantity's tensors (float64, CPU),
-        over ``runs`` samples of each kind.
+    def measure(self, quantity: Quantity, *, neighbours: bool = True,
+                first: bool = False) -> dict[str, torch.Tensor]:
+        """NOISE_FACTOR x the spread of each of the quantity's tensors (float64, CPU): per
+        element, the SPREAD_RANK-th largest change over ROUNDED_RUNS samples of each kind.
 
         Without ``neighbours`` only the simulated rounding counts (where it can run):
         how the function itself rounds, without what moving its inputs by an ulp does
@@ -105,45 +102,45 @@ class NoiseModel:
         moves exp(x) by 6% at x = -8.
 
         With ``first`` only the first simulated run counts (where it can run; else every
-        sample, as without): a subset of the samples, drawn alike, so never more than the
-        whole measure — a comparison that passes on it passes on the whole one, which
-        only the comparisons it does not settle pay for.
+        sample, as without), and its change is the spread: cheap, and where a comparison
+        passes on it, settled. It grants more than the whole measure where that one run
+        moved an element more than all but a few of the whole measure's samples: a cost in
+        sensitivity at the margin, for skipping the other runs in most comparisons that
+        measure noise at all.
 
-        Every kind of sample is drawn in order from a stream of its own, so the samples of
-        fewer ``runs`` are among those of more: more runs never measure less.
+        Every kind of sample is drawn in order from a stream of its own, alike whatever
+        was asked for first.
         """
-        if runs < 1:
-            raise ValueError(f"runs={runs!r} must be at least 1")
         if self.low:
-            spread = self._spread(quantity, unit_roundoff(self.dtype), neighbours, first, runs)
+            spread = self._spread(quantity, unit_roundoff(self.dtype), neighbours, first)
         else:  # the smaller of two precisions' scaled spreads (see the module docstring)
-            coarse, fine = (self._spread(quantity, roundoff, neighbours, first, runs)
+            coarse, fine = (self._spread(quantity, roundoff, neighbours, first)
                             for roundoff in SIMULATED_FLOAT64)
             spread = {key: torch.minimum(value, fine[key]) for key, value in coarse.items()}
         return {key: NOISE_FACTOR * value for key, value in spread.items()}
 
     def _spread(self, quantity: Quantity, roundoff: float, neighbours: bool,
-                first: bool, runs: int) -> dict[str, torch.Tensor]:
-        """The largest scaled change over the runs at ``roundoff``."""
-        spread: dict[str, torch.Tensor] = {}
-        for base, samples, scale in self._runs(quantity, roundoff, neighbours, first, runs):
+                first: bool) -> dict[str, torch.Tensor]:
+        """Per element, the SPREAD_RANK-th largest scaled change over the samples at
+        ``roundoff`` (with ``first``, the first run's change)."""
+        first = first and bool(self._draws_of(quantity, roundoff).first(1))  # else all samples
+        rank = 1 if first else SPREAD_RANK
+        top: dict[str, torch.Tensor] = {}  # per element, the `rank` largest, largest first
+        for base, samples, scale in self._runs(quantity, roundoff, neighbours, first):
             for sample in samples:
-                _widen(spread, base, sample, scale)
-        return spread
+                _keep_largest(top, _changes(base, sample, scale), rank)
+        return {key: value[-1] for key, value in top.items()}
 
     def _runs(
-        self, quantity: Quantity, roundoff: float, neighbours: bool, first: bool, runs: int,
+        self, quantity: Quantity, roundoff: float, neighbours: bool, first: bool,
     ) -> Iterator[tuple[dict, Iterator, float]]:
         """(base, samples, scale): each sample's change from its base, times scale, counts;
         the simulated runs at ``roundoff``."""
         base64 = self._base(quantity, torch.float64)
-        if (quantity, roundoff) not in self._draws:
-            self._draws[quantity, roundoff] = _Draws(quantity, roundoff, self.point64,
-                                                   _stream_seed(self.seed, 0))
-        draws = self._draws[quantity, roundoff]
-        simulated = draws.first(1 if first else runs)
+        draws, runs = self._draws_of(quantity, roundoff), 1 if first else ROUNDED_RUNS
+        simulated = draws.first(runs)
         if simulated:
-            yield base64, draws.runs(1 if first else runs), unit_roundoff(self.dtype) / roundoff
+            yield base64, draws.runs(runs), unit_roundoff(self.dtype) / roundoff
         if (first or not self.low) and simulated:
             return
         if neighbours or not simulated:  # no dispatch mode for this forward: neighbours
@@ -151,6 +148,12 @@ class NoiseModel:
             if self.low:
                 base = self._base(quantity, self.dtype)
                 yield base, self._neighbours(quantity, self.dtype, runs, stream=2), 1.0
+
+    def _draws_of(self, quantity: Quantity, roundoff: float) -> _Draws:
+        if (quantity, roundoff) not in self._draws:
+            self._draws[quantity, roundoff] = _Draws(quantity, roundoff, self.point64,
+                                                   _stream_seed(self.seed, 0))
+        return self._draws[quantity, roundoff]
 
     def _base(self, quantity: Quantity, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The quantity at the point itself, in float64 or in the item's dtype."""
@@ -163,7 +166,7 @@ class NoiseModel:
     def _neighbours(self, quantity: Quantity, dtype: torch.dtype, runs: int,
                     stream: int) -> Iterator[dict]:
         """The quantity in ``dtype`` at ``runs`` neighbouring points, drawn in order from a
-        stream of their own (the first few are the same however many are drawn)."""
+        stream of their own."""
         generator = torch.Generator().manual_seed(_stream_seed(self.seed, stream))
         for _ in range(runs):
             moved = {name: _in(_next_to(value, self.dtype, generator), dtype)
@@ -177,9 +180,10 @@ class NoiseModel:
 class _Draws:
     """The Monte Carlo runs of one quantity at one roundoff, drawn in order from one seed:
     run k is the same whether asked for alone or among more, so two precisions round by
-    the same random factors of their unit roundoffs. The first ROUNDED_RUNS are kept as
-    they are first asked for; a confirming measure's further runs are drawn again each
-    time (in a large tensor sixteen kept samples weigh)."""
+    the same random factors of their unit roundoffs. The first KEPT_RUNS are kept as they
+    are first asked for (the first run settles most comparisons, and the whole measure
+    then draws it again for nothing); the rest are drawn each time (in a large tensor
+    sixteen kept samples weigh)."""
 
     def __init__(self, quantity: Quantity, roundoff: float, point64: Values, seed: int):
         self.quantity, self.roundoff, self.point64 = quantity, roundoff, point64
@@ -188,9 +192,9 @@ class _Draws:
         self.refused = False  # the forward refuses a dispatch mode (a compiled kernel)
 
     def first(self, count: int) -> list[dict]:
-        """The first ``count`` runs (at most ROUNDED_RUNS), kept; none where the forward
+        """The first ``count`` runs (at most KEPT_RUNS), kept; none where the forward
         refuses the dispatch mode."""
-        while len(self.samples) < min(count, ROUNDED_RUNS) and not self.refused:
+        while len(self.samples) < min(count, KEPT_RUNS) and not self.refused:
             try:
                 self.samples.append(self._run(self.generator))
             except Fault:  # the neighbour samples alone stand for rounding
@@ -198,7 +202,7 @@ class _Draws:
         return self.samples[:count]
 
     def runs(self, count: int) -> Iterator[dict]:
-        """The first ``count`` runs: the kept ones, then (past ROUNDED_RUNS) fresh ones."""
+        """The first ``count`` runs: the kept ones, then (past KEPT_RUNS) fresh ones."""
         kept = self.first(count)
         yield from kept
         if count <= len(kept) or self.refused:
@@ -235,13 +239,24 @@ def _evaluated(quantity: Quantity, point: Values, dtype: torch.dtype) -> dict[st
             for key, value in quantity(point, dtype).items()}
 
 
-def _widen(spread: dict[str, torch.Tensor], base: Mapping, sample: Mapping, scale: float) -> None:
-    """Grow each spread by scale |sample - base|, where both are finite: a run that broke
+def _changes(base: Mapping, sample: Mapping, scale: float) -> dict[str, torch.Tensor]:
+    """scale |sample - base| for each tensor, 0 where either is not finite: a run that broke
     the algorithm (a square root of a variance rounded below zero) says nothing of rounding."""
+    changes = {}
     for key, value in base.items():
         change = real_view(sample[key] - value).abs() * scale
-        change = torch.where(torch.isfinite(change), change, 0.0)
-        spread[key] = torch.maximum(spread.get(key, torch.zeros_like(change)), change)
+        changes[key] = torch.where(torch.isfinite(change), change, 0.0)
+    return changes
+
+
+def _keep_largest(kept: dict[str, torch.Tensor], changes: Mapping, rank: int) -> None:
+    """Keep, per element, the ``rank`` largest changes seen (largest first; 0 for those not
+    yet seen), without holding every sample."""
+    for key, change in changes.items():
+        if key not in kept:
+            kept[key] = torch.zeros((rank, *change.shape), dtype=change.dtype)
+        together = torch.cat([kept[key], change.unsqueeze(0)])
+        kept[key] = together.topk(rank, dim=0).values if rank > 1 else together.amax(0, True)
 
 
 def _next_to(value: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
