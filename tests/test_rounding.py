@@ -8,6 +8,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from harness import CHECKS, Input, Spec
 from harness.checks.case import Case
+from harness.errors import Fault
 from harness.numerics import noise
 from harness.numerics.rounding import SimulatedRounding, rounds, treatment, unit_roundoff
 from harness.spec.examples import Example
@@ -178,6 +179,28 @@ def test_a_forward_that_refuses_simulation_keeps_the_neighbour_model() -> None:
                       cotangent_seed=0)
     rounding = Case(spec, example, "cpu", torch.float32).rounding("autograd")["x"]
     assert bool((rounding > 0).all())  # exp's neighbours differ: the spread is real
+
+
+def test_where_most_samples_fail_the_spread_is_taken_over_those_that_came() -> None:
+    """A forward no dispatch mode can enter, whose code raises at the neighbouring points
+    not moved down in every element (most of them): the fourth largest of the few changes
+    that came would be none; the spread is taken over those."""
+    x = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    came = []
+
+    def quantity(point, dtype):
+        if _get_current_dispatch_mode() is not None:
+            raise Fault("no Python dispatch here")  # as evaluate.call reports it
+        if not bool((point["x"] <= x).all()):
+            raise Fault("raises an ulp away")
+        came.append(point["x"])
+        return {"y": point["x"].exp()}
+
+    spread = noise.NoiseModel({"x": x}, torch.float64, seed=0).measure(quantity)["y"]
+    moved = (len(came) - 1) // len(noise.SIMULATED_FLOAT64)  # the base once, then each
+    # precision moves to the same neighbours
+    assert 0 < moved < noise.SPREAD_RANK, moved
+    assert bool((spread > 0).all()), spread
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

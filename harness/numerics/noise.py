@@ -126,10 +126,15 @@ class NoiseModel:
         first = first and bool(self._draws_of(quantity, roundoff).first(1))  # else all samples
         rank = 1 if first else SPREAD_RANK
         top: dict[str, torch.Tensor] = {}  # per element, the `rank` largest, largest first
+        seen = 0
         for base, samples, scale in self._runs(quantity, roundoff, neighbours, first):
             for sample in samples:
                 _keep_largest(top, _changes(base, sample, scale), rank)
-        return {key: value[-1] for key, value in top.items()}
+                seen += 1
+        # Where samples failed (the spec's code raised an ulp away), one rank per
+        # ROUNDED_RUNS / SPREAD_RANK samples that came, never a rank no sample reached.
+        rank = max(1, min(rank, seen * SPREAD_RANK // ROUNDED_RUNS))
+        return {key: value[rank - 1] for key, value in top.items()}
 
     def _runs(
         self, quantity: Quantity, roundoff: float, neighbours: bool, first: bool,
@@ -209,7 +214,10 @@ class _Draws:
             return
         generator = torch.Generator().set_state(self.generator.get_state())
         for _ in range(count - len(kept)):
-            yield self._run(generator)
+            try:
+                yield self._run(generator)
+            except Fault:  # as in ``first``: the runs drawn so far stand for rounding
+                return
 
     def _run(self, generator: torch.Generator) -> dict:
         with SimulatedRounding(self.roundoff, generator):
