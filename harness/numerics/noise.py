@@ -264,7 +264,7 @@ def _keep_largest(kept: dict[str, torch.Tensor], changes: Mapping, rank: int) ->
         if key not in kept:
             kept[key] = torch.zeros((rank, *change.shape), dtype=change.dtype)
         together = torch.cat([kept[key], change.unsqueeze(0)])
-        kept[key] = together.topk(rank, dim=0).values if rank > 1 else together.amax(0, True)
+        kept[key] = together.topk(rank, dim=0).values
 
 
 def _next_to(value: torch.Tensor, dtype: torch.dtype, generator) -> torch.Tensor:
