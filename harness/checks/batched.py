@@ -108,15 +108,16 @@ def _compared(case: Case, summary: str, batched, singles, keys: Sequence[str],
     """Each batch element against its single call: within the floor, or the measured
     rounding of the single call (autograd's, or forward mode's along that tangent)."""
     tangent = tangents is not None
+    # Measured along the first tangent: the draws are alike in size, and it costs reruns.
+    tangent_noise = tangent_quantity(case, tangents[0]) if tangent else None
     for key in keys:
         for j, single in enumerate(singles):
             got, expected = batched[key][j], single[key]
             if torch.equal(got, expected):
                 continue
             if tangent:
-                def measured(key=key):  # measured along the first tangent: the draws
-                    rounding = case.rounding(  # are alike in size, and it costs reruns
-                        "batched tangent", tangent_quantity(case, tangents[0]))
+                def measured(first: bool, key=key):
+                    rounding = case.rounding("batched tangent", tangent_noise, first=first)
                     return {"forward-mode rounding": 2 * rounding[key]}
 
                 mismatch = judged(got, expected,

@@ -136,12 +136,14 @@ def forward_mode_check(case: Case) -> list[Failure]:
     for n in names:
         cheap = cheap.plus(**dict(case.allowance(case.autograd[n]).projected(tangents[n])))
 
-    def measured() -> dict[str, torch.Tensor]:
-        tangent = case.rounding("tangent", tangent_quantity(case, tangents))
+    tangent_noise = tangent_quantity(case, tangents)
+
+    def measured(first: bool) -> dict[str, torch.Tensor]:
+        tangent = case.rounding("tangent", tangent_noise, first=first)
         forward = sum((tangent[key] * real_view(v).abs().double().cpu()).sum()
                       for key, v in zip(case.output_keys, cotangents))
-        reverse = sum((case.rounding("autograd")[n] * real_view(tangents[n]).abs().double()
-                       .cpu()).sum() for n in names)
+        reverse = sum((case.rounding("autograd", first=first)[n]
+                       * real_view(tangents[n]).abs().double().cpu()).sum() for n in names)
         return {"forward-mode rounding": forward, "autograd rounding": reverse}
 
     failures = []
@@ -151,7 +153,7 @@ def forward_mode_check(case: Case) -> list[Failure]:
         if failure:
             failures.append(failure)
     if case.spec.jvp is not None:
-        failures += _jvp_formula_failures(case, tangents, jvp)
+        failures += _jvp_formula_failures(case, tangents, jvp, tangent_noise)
     return failures
 
 
@@ -239,7 +241,7 @@ def _dot_product_failure(case, tangents, lhs, rhs, mismatch) -> Failure | None:
     return case.failure("Forward and reverse mode disagree", found, lines)
 
 
-def _jvp_formula_failures(case, tangents, jvp) -> list[Failure]:
+def _jvp_formula_failures(case, tangents, jvp, tangent_noise) -> list[Failure]:
     formula = _jvp_formula(case, case.values, tangents, case.outputs)
 
     def formula_at(point, dtype) -> dict[str, torch.Tensor]:
@@ -253,10 +255,10 @@ def _jvp_formula_failures(case, tangents, jvp) -> list[Failure]:
 
     failures = []
     for k, (key, ours, theirs) in enumerate(zip(case.output_keys, formula, jvp)):
-        def measured(key=key) -> dict[str, torch.Tensor]:
-            return {"jvp formula rounding": case.rounding("jvp", formula_at)[key],
-                    "forward-mode rounding": case.rounding(
-                        "tangent", tangent_quantity(case, tangents))[key]}
+        def measured(first: bool, key=key) -> dict[str, torch.Tensor]:
+            return {"jvp formula rounding": case.rounding("jvp", formula_at, first=first)[key],
+                    "forward-mode rounding": case.rounding("tangent", tangent_noise,
+                                                           first=first)[key]}
 
         mismatch = judged(ours, theirs, case.allowance(theirs), measured)
         if mismatch:
@@ -312,8 +314,8 @@ def devices_check(case: Case) -> list[Failure]:
                                       [v.cpu() for v in case.cotangents], case.example)
     failures = []
     for name, grad in cpu_grads.items():
-        def measured(name=name) -> dict[str, torch.Tensor]:  # each device rounds
-            return {"rounding on each device": 2 * case.rounding("autograd")[name]}
+        def measured(first: bool, name=name) -> dict[str, torch.Tensor]:  # each device rounds
+            return {"rounding on each device": 2 * case.rounding("autograd", first=first)[name]}
 
         mismatch = judged(case.autograd[name], grad, case.allowance(grad), measured)
         if mismatch:

@@ -7,7 +7,9 @@ differences with their index and what was allowed there (term by term), and the
 worst elements for the table. Shapes are compared first.
 ``judged`` pays for the costly terms of an allowance (measured rounding noise)
 only when the cheap terms alone do not pass the comparison: an allowance only
-grows as terms are added, so a pass on the cheap terms is a pass.
+grows as terms are added, so a pass on the cheap terms is a pass. It measures in
+two tiers: the first simulated run alone, then (only where that does not pass
+either) every run of the noise model.
 """
 
 from __future__ import annotations
@@ -101,14 +103,30 @@ def judged(
     actual: torch.Tensor,
     expected: torch.Tensor,
     cheap: Allowance,
-    measured: Callable[[], Mapping[str, torch.Tensor | float]] | None = None,
+    measured: Callable[[bool], Mapping[str, torch.Tensor | float]] | None = None,
 ) -> Mismatch | None:
     """``compare`` against ``cheap``, and only where that fails against ``cheap`` plus the
-    terms ``measured()`` returns (the costly ones: rounding noise measured by reruns)."""
+    terms ``measured(first)`` returns (the costly ones: rounding noise measured by reruns):
+    first ``measured(True)``, the first simulated run alone, whose pass settles it
+    (``NoiseModel.measure``: at the margin it grants more than every run would), then,
+    only where that fails too, ``measured(False)``, every run.
+
+    >>> import torch
+    >>> asked = []
+    >>> def measured(first):
+    ...     asked.append(first)
+    ...     return {"rounding": 1e-3 if first else 1.0}
+    >>> cheap = Allowance.of(tolerance=1e-9)
+    >>> judged(torch.tensor([1.5]), torch.tensor([1.0]), cheap, measured) is None, asked
+    (True, [True, False])
+    """
     mismatch = compare(actual, expected, cheap)
     if mismatch is None or mismatch.shapes is not None or measured is None:
         return mismatch
-    return compare(actual, expected, cheap.plus(**measured()))
+    mismatch = compare(actual, expected, cheap.plus(**measured(True)))
+    if mismatch is None:
+        return None
+    return compare(actual, expected, cheap.plus(**measured(False)))
 
 
 def _index(flat: torch.Tensor | int, shape: torch.Size) -> tuple[int, ...]:
