@@ -5,8 +5,13 @@ error bound); only where that does not pass are the costly terms measured — th
 Carlo reruns of ``harness.numerics.noise`` — and the comparison judged again. This runs
 every applicable check of every spec in the given files (default: the shipped ``specs/``)
 on float64 and float32 and counts, per check, the examples judged, those among them that
-measured any noise, and those that needed every run (not settled by the first simulated
-run of ``Case.compare``). Options: --max-examples N (default 10), --seed N (default 0).
+measured any noise, and those that needed every run (settled neither by the first
+simulated run nor, failing far beyond it, by the first KEPT_RUNS of each kind: the tiers
+of ``compare.judged``). Wherever a comparison measures noise it also measures the first
+KEPT_RUNS of each kind and every run, and reports the largest ratios, per element, of
+the whole measure to the kept one: how far below FAR_BEYOND the tier that fails early
+stays. Options: --max-examples N
+(default 10), --seed N (default 0).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from hypothesis import settings
 from harness import verify
 from harness.checks.case import Case
 from harness.load.files import load_specs
-from harness.numerics.noise import NoiseModel
+from harness.numerics.compare import FAR_BEYOND
+from harness.numerics.noise import KEPT_RUNS, NoiseModel
 from harness.spec import Spec
 from harness.verify import applicable_checks
 
@@ -42,18 +48,26 @@ def main() -> None:
              if isinstance(spec, Spec) and spec.error is None]
 
     measuring: list[int] = []  # per Case: 0 no noise measured, 1 first runs only, 2 every run
+    ratios: list[tuple[float, str]] = []  # per whole measure: the largest whole / kept ratio
     real_init, real_measure = Case.__init__, NoiseModel.measure
 
     def counted_init(self, *args, **kwargs):
         measuring.append(0)
         real_init(self, *args, **kwargs)
 
-    def counted_measure(self, *args, **kwargs):
+    def counted_measure(self, quantity, **kwargs):
+        runs = kwargs.get("runs")
         if measuring:
-            measuring[-1] = max(measuring[-1], 1 if kwargs.get("first") else 2)
-        return real_measure(self, *args, **kwargs)
+            measuring[-1] = max(measuring[-1], 2 if runs is None else 1)
+        measured = real_measure(self, quantity, **kwargs)
+        if runs == 1:  # a comparison that measures noise: what would each tier grant?
+            kept = real_measure(self, quantity, **{**kwargs, "runs": KEPT_RUNS})
+            every = real_measure(self, quantity, **{**kwargs, "runs": None})
+            ratios.append((_largest_ratio(every, kept), f"{current[0]} {self.dtype}"))
+        return measured
 
     Case.__init__, NoiseModel.measure = counted_init, counted_measure
+    current = [""]
     examples, measured, whole = Counter(), Counter(), Counter()
     started = time.perf_counter()
     for spec in specs:
@@ -62,6 +76,7 @@ def main() -> None:
                 if check == "devices":
                     continue
                 measuring.clear()
+                current[:] = [f"{spec.name}::{check}"]
                 report = verify(spec, checks=[check], dtype=dtype, seed=options.seed,
                                 max_examples=options.max_examples, settings=QUIET)
                 if check in report.skipped:
@@ -81,6 +96,20 @@ def main() -> None:
         name = f"{key[0]} | {key[1]}" if key else "all | "
         print(f"| {name} | {total} | {paid} | {100 * paid / max(total, 1):.1f}% | {all_runs} | "
               f"{100 * all_runs / max(total, 1):.1f}% |")
+    ratios.sort(reverse=True)
+    print(f"whole measure / first {KEPT_RUNS} of each kind, largest per element over "
+          f"{len(ratios)} measures (FAR_BEYOND = {FAR_BEYOND:g}): "
+          + ", ".join(f"{r:.3g} ({where})" for r, where in ratios[:5]))
+
+
+def _largest_ratio(whole, kept) -> float:
+    """max over elements of whole / kept (inf where kept is 0 and whole is not)."""
+    largest = 0.0
+    for key, value in whole.items():
+        moved = value > 0
+        if bool(moved.any()):
+            largest = max(largest, float((value[moved] / kept[key][moved]).max()))
+    return largest
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from harness import CHECKS, Input, Spec
 from harness.checks.case import Case
 from harness.errors import Fault
 from harness.numerics import noise
+from harness.numerics.allowance import Allowance
+from harness.numerics.compare import FAR_BEYOND, judged
 from harness.numerics.rounding import SimulatedRounding, rounds, treatment, unit_roundoff
 from harness.spec.examples import Example
 
@@ -216,7 +218,7 @@ def test_a_measure_draws_each_run_once_and_alike_whatever_came_first(dtype) -> N
 
     x = torch.tensor([1e-3, 0.5, 3.0], dtype=dtype)
     model = noise.NoiseModel({"x": x}, dtype, seed=7)
-    first = model.measure(quantity, first=True)
+    first = model.measure(quantity, runs=1)
     first_calls = len(calls)
     whole = model.measure(quantity)
     precisions = 1 if dtype == torch.float32 else len(noise.SIMULATED_FLOAT64)
@@ -245,12 +247,46 @@ def test_the_spread_is_the_kth_largest_change_over_every_sample(dtype) -> None:
     for roundoff in ((unit_roundoff(dtype),) if dtype == torch.float32
                      else noise.SIMULATED_FLOAT64):
         changes = [(sample["y"] - base["y"]).abs() * scale for base, samples, scale
-                   in model._runs(quantity, roundoff, True, False) for sample in samples]
+                   in model._runs(quantity, roundoff, True, noise.ROUNDED_RUNS)
+                   for sample in samples]
         kinds = 3 if dtype == torch.float32 else 1
         assert len(changes) == kinds * noise.ROUNDED_RUNS
         ranked = torch.stack(changes).sort(dim=0, descending=True).values
         spreads.append(ranked[noise.SPREAD_RANK - 1])
     assert torch.equal(measured["y"], noise.NOISE_FACTOR * torch.stack(spreads).amin(0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_difference_far_beyond_the_kept_samples_fails_on_them_alone(dtype) -> None:
+    """A miss FAR_BEYOND times past what the first KEPT_RUNS samples of each kind allow is
+    judged on those (a quarter of the whole measure's evaluations); one within that reach
+    of them pays for every sample."""
+    calls = []
+
+    def quantity(point, dtype_):
+        calls.append(dtype_)
+        return {"y": torch.softmax(point["x"], -1) * point["x"].cos()}
+
+    x = torch.tensor([6.0, 0.0, 0.5, -2.0, 1e-3], dtype=dtype)
+    expected = quantity({"x": x.double()}, torch.float64)["y"]
+
+    def measured_by(model):
+        return lambda runs: {"rounding": model.measure(quantity, runs=runs)["y"]}
+
+    kept = noise.NoiseModel({"x": x}, dtype, seed=3).measure(quantity, runs=noise.KEPT_RUNS)
+    calls.clear()
+    far = expected + 2 * FAR_BEYOND * kept["y"]
+    model = noise.NoiseModel({"x": x}, dtype, seed=3)
+    assert judged(far, expected, Allowance(), measured_by(model)).mismatched == 5
+    precisions = 1 if dtype == torch.float32 else len(noise.SIMULATED_FLOAT64)
+    # the float64 base and the kept Monte Carlo runs; below float64, the base in the dtype
+    # and the first neighbours in float64 and in the dtype too
+    neighbours = 1 + 2 * noise.KEPT_RUNS if dtype == torch.float32 else 0
+    assert len(calls) == 1 + precisions * noise.KEPT_RUNS + neighbours
+    calls.clear()
+    near = expected + 2 * kept["y"]  # past the kept samples' allowance, within its reach
+    judged(near, expected, Allowance(), measured_by(noise.NoiseModel({"x": x}, dtype, seed=3)))
+    assert len(calls) >= 1 + precisions * noise.ROUNDED_RUNS
 
 
 def _saturated_softmax() -> tuple[Spec, Example]:

@@ -116,8 +116,8 @@ def _compared(case: Case, summary: str, batched, singles, keys: Sequence[str],
             if torch.equal(got, expected):
                 continue
             if tangent:
-                def measured(first: bool, key=key):
-                    rounding = case.rounding("batched tangent", tangent_noise, first=first)
+                def measured(runs: int | None, key=key):
+                    rounding = case.rounding("batched tangent", tangent_noise, runs=runs)
                     return {"forward-mode rounding": 2 * rounding[key]}
 
                 mismatch = judged(got, expected,

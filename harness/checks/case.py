@@ -153,22 +153,22 @@ class Case:
 
     def rounding(
         self, source: str, quantity: Quantity | None = None, *, in_float64: bool = False,
-        neighbours: bool = True, first: bool = False,
+        neighbours: bool = True, runs: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """The rounding noise of a source, per element, measured once: of 'autograd',
         'formula', 'reference' or 'output' (the methods ``<source>_at``), or of
         ``quantity`` under the name ``source``; in the item's dtype, or in float64;
-        ``neighbours`` and ``first`` as for ``NoiseModel.measure`` (the whole measure,
-        where it was taken already, stands for the first run)."""
+        ``neighbours`` and ``runs`` as for ``NoiseModel.measure`` (the whole measure,
+        where it was taken already, stands for fewer runs)."""
         key = (source, in_float64 or self.full_precision, neighbours)
-        if first and key in self._rounding:
+        if runs is not None and key in self._rounding:
             return self._rounding[key]
-        if first:
-            key = (*key, "first")
+        if runs is not None:
+            key = (*key, runs)
         if key not in self._rounding:
             model = self._noise64 if key[1] else self._noise
             self._rounding[key] = model.measure(quantity or getattr(self, f"{source}_at"),
-                                                neighbours=neighbours, first=first)
+                                                neighbours=neighbours, runs=runs)
         return self._rounding[key]
 
     @cached_property
@@ -186,15 +186,14 @@ class Case:
     ) -> Mismatch | None:
         """``actual`` against ``expected`` for input (or output) ``name``: the floor, the
         oracle's error where one side is the oracle, ``extra`` terms, and — only where
-        those do not pass — the measured rounding of each of ``sources``: first one
-        simulated run of each (a pass on it settles it: ``NoiseModel.measure``), then,
-        only where that does not pass either, every run."""
+        those do not pass — the measured rounding of each of ``sources``, in the tiers
+        of ``judged``."""
         cheap = self.allowance(expected, oracle_error=oracle_error, **(extra or {}))
         if not sources:
             return judged(actual, expected, cheap)
 
-        def measured(first: bool) -> dict[str, torch.Tensor]:
-            return {f"{source} rounding": self.rounding(source, first=first)[name]
+        def measured(runs: int | None) -> dict[str, torch.Tensor]:
+            return {f"{source} rounding": self.rounding(source, runs=runs)[name]
                     for source in sources}
 
         return judged(actual, expected, cheap, measured)

@@ -78,8 +78,8 @@ def _against_reference(case: Case, actual, truth, key: str, source: str,
         return case.compare(actual, truth[key], key, sources=(source, "reference"))
     cheap = case.allowance(truth[key], **{"reference's own error": own_error[key]})
 
-    def measured(first: bool):  # how the reference rounds, not what an ulp of its input does
-        rounding = case.rounding("reference", neighbours=False, first=first)[key]
+    def measured(runs: int | None):  # how the reference rounds, not what an ulp of its input does
+        rounding = case.rounding("reference", neighbours=False, runs=runs)[key]
         return {"reference rounding": REFERENCE_FACTOR * rounding}
 
     return judged(actual, truth[key], cheap, measured)
@@ -192,8 +192,8 @@ def _against_directional(case: Case, name: str, gradient, direction, source: str
     forward's measured rounding where they disagree."""
     weights = direction.detach().abs().double().cpu()
 
-    def measured(first: bool):
-        return {f"{source} rounding": (case.rounding(source, first=first)[name]
+    def measured(runs: int | None):
+        return {f"{source} rounding": (case.rounding(source, runs=runs)[name]
                                        * weights).sum()}
 
     for noisy in (False, True):

@@ -138,11 +138,11 @@ def forward_mode_check(case: Case) -> list[Failure]:
 
     tangent_noise = tangent_quantity(case, tangents)
 
-    def measured(first: bool) -> dict[str, torch.Tensor]:
-        tangent = case.rounding("tangent", tangent_noise, first=first)
+    def measured(runs: int | None) -> dict[str, torch.Tensor]:
+        tangent = case.rounding("tangent", tangent_noise, runs=runs)
         forward = sum((tangent[key] * real_view(v).abs().double().cpu()).sum()
                       for key, v in zip(case.output_keys, cotangents))
-        reverse = sum((case.rounding("autograd", first=first)[n]
+        reverse = sum((case.rounding("autograd", runs=runs)[n]
                        * real_view(tangents[n]).abs().double().cpu()).sum() for n in names)
         return {"forward-mode rounding": forward, "autograd rounding": reverse}
 
@@ -255,10 +255,10 @@ def _jvp_formula_failures(case, tangents, jvp, tangent_noise) -> list[Failure]:
 
     failures = []
     for k, (key, ours, theirs) in enumerate(zip(case.output_keys, formula, jvp)):
-        def measured(first: bool, key=key) -> dict[str, torch.Tensor]:
-            return {"jvp formula rounding": case.rounding("jvp", formula_at, first=first)[key],
+        def measured(runs: int | None, key=key) -> dict[str, torch.Tensor]:
+            return {"jvp formula rounding": case.rounding("jvp", formula_at, runs=runs)[key],
                     "forward-mode rounding": case.rounding("tangent", tangent_noise,
-                                                           first=first)[key]}
+                                                           runs=runs)[key]}
 
         mismatch = judged(ours, theirs, case.allowance(theirs), measured)
         if mismatch:
@@ -314,8 +314,8 @@ def devices_check(case: Case) -> list[Failure]:
                                       [v.cpu() for v in case.cotangents], case.example)
     failures = []
     for name, grad in cpu_grads.items():
-        def measured(first: bool, name=name) -> dict[str, torch.Tensor]:  # each device rounds
-            return {"rounding on each device": 2 * case.rounding("autograd", first=first)[name]}
+        def measured(runs: int | None, name=name) -> dict[str, torch.Tensor]:  # each device rounds
+            return {"rounding on each device": 2 * case.rounding("autograd", runs=runs)[name]}
 
         mismatch = judged(case.autograd[name], grad, case.allowance(grad), measured)
         if mismatch:

@@ -61,6 +61,14 @@ class Allowance:
             merged[name] = tensor
         return Allowance(tuple(merged.items()))
 
+    def scaled(self, factor: float) -> Allowance:
+        """Every term times ``factor`` (a bound far beyond this allowance).
+
+        >>> Allowance.of(tolerance=1.0, oracle=0.5).scaled(10).total.item()
+        15.0
+        """
+        return Allowance(tuple((name, value * factor) for name, value in self))
+
     @property
     def total(self) -> torch.Tensor:
         """The allowed difference, element by element (a 0-d zero when there are no terms)."""

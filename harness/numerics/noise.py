@@ -92,16 +92,19 @@ class NoiseModel:
         self._draws: dict[tuple[Quantity, float], _Draws] = {}
 
     def measure(self, quantity: Quantity, *, neighbours: bool = True,
-                first: bool = False) -> dict[str, torch.Tensor]:
+                runs: int | None = None) -> dict[str, torch.Tensor]:
         """NOISE_FACTOR x the spread of each of the quantity's tensors (float64, CPU): per
-        element, the SPREAD_RANK-th largest change over ROUNDED_RUNS samples of each kind.
+        element, the SPREAD_RANK-th largest change over ROUNDED_RUNS samples of each kind
+        (over fewer ``runs`` of each kind, the largest change: with KEPT_RUNS, the
+        cheaper measure ``compare.judged`` fails on only where a difference is far
+        beyond it).
 
         Without ``neighbours`` only the simulated rounding counts (where it can run):
         how the function itself rounds, without what moving its inputs by an ulp does
         to it — the inputs of a comparison are exact, and an ulp of a bfloat16 input
         moves exp(x) by 6% at x = -8.
 
-        With ``first`` only the first simulated run counts (where it can run; else every
+        With ``runs=1`` only the first simulated run counts (where it can run; else every
         sample, as without), and its change is the spread: cheap, and where a comparison
         passes on it, settled. It grants more than the whole measure where that one run
         moved an element more than all but a few of the whole measure's samples: a cost in
@@ -111,42 +114,45 @@ class NoiseModel:
         Every kind of sample is drawn in order from a stream of its own, alike whatever
         was asked for first.
         """
+        runs = ROUNDED_RUNS if runs is None else min(runs, ROUNDED_RUNS)
         if self.low:
-            spread = self._spread(quantity, unit_roundoff(self.dtype), neighbours, first)
+            spread = self._spread(quantity, unit_roundoff(self.dtype), neighbours, runs)
         else:  # the smaller of two precisions' scaled spreads (see the module docstring)
-            coarse, fine = (self._spread(quantity, roundoff, neighbours, first)
+            coarse, fine = (self._spread(quantity, roundoff, neighbours, runs)
                             for roundoff in SIMULATED_FLOAT64)
             spread = {key: torch.minimum(value, fine[key]) for key, value in coarse.items()}
         return {key: NOISE_FACTOR * value for key, value in spread.items()}
 
     def _spread(self, quantity: Quantity, roundoff: float, neighbours: bool,
-                first: bool) -> dict[str, torch.Tensor]:
+                runs: int) -> dict[str, torch.Tensor]:
         """Per element, the SPREAD_RANK-th largest scaled change over the samples at
-        ``roundoff`` (with ``first``, the first run's change)."""
-        first = first and bool(self._draws_of(quantity, roundoff).first(1))  # else all samples
-        rank = 1 if first else SPREAD_RANK
-        top: dict[str, torch.Tensor] = {}  # per element, the `rank` largest, largest first
+        ``roundoff`` (over fewer ``runs``, the largest)."""
+        if runs == 1 and not self._draws_of(quantity, roundoff).first(1):
+            runs = ROUNDED_RUNS  # no simulated run to stand for the rest: every sample
+        top: dict[str, torch.Tensor] = {}  # per element, the largest, largest first
         seen = 0
-        for base, samples, scale in self._runs(quantity, roundoff, neighbours, first):
+        for base, samples, scale in self._runs(quantity, roundoff, neighbours, runs):
             for sample in samples:
-                _keep_largest(top, _changes(base, sample, scale), rank)
+                _keep_largest(top, _changes(base, sample, scale), SPREAD_RANK)
                 seen += 1
-        # Where samples failed (the spec's code raised an ulp away), one rank per
-        # ROUNDED_RUNS / SPREAD_RANK samples that came, never a rank no sample reached.
-        rank = max(1, min(rank, seen * SPREAD_RANK // ROUNDED_RUNS))
+        if runs < ROUNDED_RUNS:  # fewer samples: the largest, on the safe side
+            rank = 1
+        else:  # one rank per ROUNDED_RUNS / SPREAD_RANK samples that came (fewer where the
+            # spec's code raised an ulp away), never a rank no sample reached
+            rank = max(1, min(SPREAD_RANK, seen * SPREAD_RANK // ROUNDED_RUNS))
         return {key: value[rank - 1] for key, value in top.items()}
 
     def _runs(
-        self, quantity: Quantity, roundoff: float, neighbours: bool, first: bool,
+        self, quantity: Quantity, roundoff: float, neighbours: bool, runs: int,
     ) -> Iterator[tuple[dict, Iterator, float]]:
         """(base, samples, scale): each sample's change from its base, times scale, counts;
-        the simulated runs at ``roundoff``."""
+        the first ``runs`` of each kind, the simulated ones at ``roundoff``."""
         base64 = self._base(quantity, torch.float64)
-        draws, runs = self._draws_of(quantity, roundoff), 1 if first else ROUNDED_RUNS
+        draws = self._draws_of(quantity, roundoff)
         simulated = draws.first(runs)
         if simulated:
             yield base64, draws.runs(runs), unit_roundoff(self.dtype) / roundoff
-        if (first or not self.low) and simulated:
+        if (runs == 1 or not self.low) and simulated:
             return
         if neighbours or not simulated:  # no dispatch mode for this forward: neighbours
             yield base64, self._neighbours(quantity, torch.float64, runs, stream=1), 1.0
