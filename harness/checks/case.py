@@ -134,12 +134,14 @@ class Case:
         return evaluate.formula_vjp(self.spec, values, outputs,
                                     self._cotangents_in(dtype), self.example)
 
-    def output_at(self, point: Values, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        """The differentiable outputs at ``point`` (no graph)."""
+    def output_at(self, point: Values, dtype: torch.dtype, *,
+                  finite: bool = True) -> dict[str, torch.Tensor]:
+        """The differentiable outputs at ``point`` (no graph), checked finite unless
+        ``finite`` is False."""
         with torch.no_grad():
             result = evaluate.call(self.spec.forward,
                                    evaluate.arguments(self.spec, point, self.example))
-        outputs = evaluate.Outputs.of(result, "forward", like=None,
+        outputs = evaluate.Outputs.of(result, "forward", like=None, finite=finite,
                                       skipped=self.spec.nondifferentiable_outputs)
         return dict(zip(self.output_keys, outputs.tensors))
 

@@ -131,7 +131,10 @@ class Outputs:
 
     @classmethod
     def of(cls, result: Any, role: str, like: torch.Tensor | None,
-           skipped: frozenset[int] = frozenset()) -> Outputs:
+           skipped: frozenset[int] = frozenset(), *, finite: bool = True) -> Outputs:
+        """The outputs, each differentiated one checked (a tensor, floating, on the inputs'
+        device and, unless ``finite`` is False — a caller that tests what it computes
+        from them — finite)."""
         multi = isinstance(result, (tuple, list))
         entries = tuple(result) if multi else (result,)
         if skipped and (not multi or max(skipped) >= len(entries)):
@@ -140,14 +143,14 @@ class Outputs:
                         f"{'s' if multi and len(entries) > 1 else ''} — name outputs by their "
                         f"index in what it returns, from 0")
         if not multi:
-            checked_output(result, role, like)
+            checked_output(result, role, like, finite=finite)
         else:
             if not entries:
                 raise Fault(f"{role} returned an empty {type(result).__name__} — return a "
                             f"tensor, or a tuple of them")
             for k, entry in enumerate(entries):
                 if _differentiated(entry) and k not in skipped:
-                    checked_output(entry, f"{role} (output {k})", like)
+                    checked_output(entry, f"{role} (output {k})", like, finite=finite)
             if not any(_differentiated(e) and k not in skipped for k, e in enumerate(entries)):
                 raise Fault(f"{role} returned no differentiated floating-point tensor among "
                             f"its {len(entries)} outputs — return at least one")
@@ -221,7 +224,8 @@ def call(fn: KeywordCall, values: Mapping[str, Any]) -> Any:
         raise Fault(f"{fn.role} raised {type(error).__name__}: {error}") from error
 
 
-def checked_output(result: Any, role: str, like: torch.Tensor | None) -> torch.Tensor:
+def checked_output(result: Any, role: str, like: torch.Tensor | None, *,
+                   finite: bool = True) -> torch.Tensor:
     if not isinstance(result, torch.Tensor):
         raise Fault(f"{role} returned {type(result).__name__}, not a tensor — return a "
                     f"Tensor (or a tuple of them)")
@@ -230,7 +234,7 @@ def checked_output(result: Any, role: str, like: torch.Tensor | None) -> torch.T
     if like is not None and result.device != like.device:
         raise Fault(f"{role} returned a tensor on {result.device}, the inputs are on "
                     f"{like.device} — create tensors with device=x.device")
-    if not _all_finite(result):
+    if finite and not _all_finite(result):
         raise Fault(f"{role} returned a non-finite value (nan or inf) inside the declared "
                     f"domain — narrow the inputs' low/high or declare kinks")
     return result

@@ -13,7 +13,7 @@ from harness._compat import assert_close_tolerances
 from harness.checks import evaluate, verdict
 from harness.checks.case import Case
 from harness.errors import Discarded, Fault
-from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Tolerance, real_view
+from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance, real_view
 from harness.numerics.compare import Mismatch, compare, judged
 from harness.report import Failure, table
 
@@ -149,17 +149,20 @@ def _directional_failures(case: Case, name: str, autograd: torch.Tensor) -> list
     spread over every element does not average out.
     """
     oracle = case.oracle
+    floor = case.allowance(autograd)  # the same along each direction
     for direction in (oracle.direction(name), oracle.gradient_direction(name, autograd)):
         if direction is None:
             continue
-        failure = _directional_failure(case, name, autograd, direction)
+        failure = _directional_failure(case, name, autograd, direction, floor)
         if failure:
             return [failure]
     return []
 
 
-def _directional_failure(case: Case, name: str, autograd, direction) -> Failure | None:
-    estimate, mismatch = _against_directional(case, name, autograd, direction, "autograd")
+def _directional_failure(case: Case, name: str, autograd, direction,
+                         floor: Allowance) -> Failure | None:
+    estimate, mismatch = _against_directional(case, name, autograd, direction, "autograd",
+                                              floor)
     if not mismatch:
         return None
     lines = [
@@ -186,20 +189,22 @@ def _directional_failure(case: Case, name: str, autograd, direction) -> Failure 
     return case.failure(f"Gradient of {name!r} is wrong", found, lines, name)
 
 
-def _against_directional(case: Case, name: str, gradient, direction, source: str):
+def _against_directional(case: Case, name: str, gradient, direction, source: str,
+                         floor: Allowance | None = None):
     """(estimate, mismatch) of <gradient, u> against the oracle's directional derivative,
-    with the gradient's per-element allowance projected on |u|; judged again with the
-    forward's measured rounding where they disagree."""
-    weights = direction.detach().abs().double().cpu()
+    with the gradient's per-element allowance (``floor``, where the caller has it)
+    projected on |u|; judged again with the forward's measured rounding where they
+    disagree."""
+    projected = (floor or case.allowance(gradient)).projected(direction)
 
     def measured(runs: int | None):
+        weights = direction.detach().abs().double().cpu()
         return {f"{source} rounding": (case.rounding(source, runs=runs)[name]
                                        * weights).sum()}
 
     for noisy in (False, True):
         estimate = case.oracle.directional(name, direction, measured=noisy)
-        cheap = case.allowance(gradient).projected(direction).plus(
-            oracle=ORACLE_ERROR_FACTOR * estimate.error.cpu())
+        cheap = projected.plus(oracle=ORACLE_ERROR_FACTOR * estimate.error.cpu())
         mismatch = judged(_dot(gradient, direction), estimate.value.cpu(), cheap, measured)
         if mismatch is None:
             break

@@ -105,7 +105,7 @@ def _walk(case: Case, name: str, direction, per_step: float, underflow: float) -
     for k in range(STEPS):
         t = largest * RATIO**-k
         try:
-            phi_t, size_t = _phi(case, _moved(case, name, t * direction))
+            phi_t, size_t = _phi(case, _moved(case, name, t, direction))
         except Fault:
             continue
         if not (math.isfinite(phi_t) and math.isfinite(size_t)):
@@ -175,23 +175,29 @@ def _probe_kink(case: Case, name: str, direction, walk: _Walk, floors: list[floa
     clear = [k for k, (r, f) in enumerate(zip(walk.remainders, floors)) if r > ABOVE_FLOOR * f]
     t = walk.steps[clear[-1]]
     try:
-        forwards = _phi(case, _moved(case, name, t * direction))[0]
-        backwards = _phi(case, _moved(case, name, -t * direction))[0]
+        forwards = _phi(case, _moved(case, name, t, direction))[0]
+        backwards = _phi(case, _moved(case, name, -t, direction))[0]
     except Fault:
         raise Discarded("the forward fails on the far side of the Taylor direction") from None
+    if not (math.isfinite(forwards) and math.isfinite(backwards)):
+        raise Discarded("the forward fails on the far side of the Taylor direction")
     even = abs(forwards + backwards - 2 * walk.phi0)
     if not even <= 0.25 * walk.remainders[clear[-1]]:
         raise Discarded("the function has a kink along the Taylor direction here")
 
 
-def _moved(case: Case, name: str, step: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The point moved by ``step`` (in real coordinates) along input ``name``."""
-    return {**case.point64, name: case.point64[name] + case.oracle.as_input(name, step)}
+def _moved(case: Case, name: str, t: float, direction: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The point moved by ``t`` times ``direction`` (in real coordinates) along input
+    ``name``, in one pass."""
+    step = case.oracle.as_input(name, direction)
+    return {**case.point64, name: torch.add(case.point64[name], step, alpha=t)}
 
 
 def _phi(case: Case, values) -> tuple[float, float]:
-    """phi in float64 at ``values`` and the size of the terms it sums (its rounding scale)."""
-    outputs = case.output_at(values, torch.float64)
+    """phi in float64 at ``values`` and the size of the terms it sums (its rounding scale).
+    Not finite where an output element is not (the size sums |v| |f| over every element,
+    and 0 x inf is NaN): the walk tests that, so the outputs are not tested apart."""
+    outputs = case.output_at(values, torch.float64, finite=False)
     return _contracted(case, tuple(outputs[key] for key in case.output_keys))
 
 
