@@ -87,8 +87,8 @@ def test_per_example_cost_does_not_grow_with_size(check, benchmark) -> None:
         f"{check} costs {ratio:.1f}x one forward + backward at {LARGE:,} elements "
         f"(limit: at most {PER_EXAMPLE_LIMIT:g}x)")
     if ratio > PER_EXAMPLE_TARGET:
-        # Issue 17: taylor meets it on this 2-core CPU (9.4-9.8x), finite_difference not
-        # (11.9-12.4x): 13 float64 forwards of the whole input (Richardson's six along each
+        # Issue 17: taylor meets it on this 2-core CPU (9.2x), finite_difference not
+        # (10.8-11.5x): 13 float64 forwards of the whole input (Richardson's six along each
         # of two directions, and the case's own), each evaluation also moving the point,
         # subtracting the output at it and contracting with the cotangent, where one
         # forward + backward is about three forwards.

@@ -213,7 +213,8 @@ def _against_directional(case: Case, name: str, gradient, direction, source: str
 
 def _dot(gradient: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     """<g, u> in real coordinates (Re sum conj(g) u for a complex g)."""
-    return (real_view(gradient.detach()).double() * direction).sum().cpu()
+    return torch.dot(real_view(gradient.detach()).double().reshape(-1),
+                     direction.reshape(-1)).cpu()
 
 
 def _agree(case: Case, name: str, a, b, sources) -> bool:

@@ -120,7 +120,9 @@ def real_view(value: torch.Tensor) -> torch.Tensor:
 
 
 def _check_term(name: str, value: torch.Tensor) -> None:
-    if not bool(torch.isfinite(value).all()) or bool((value < 0).any()):
+    # One pass: NaN makes the least and the greatest NaN, and NaN >= 0 is False.
+    least, greatest = torch.aminmax(value) if value.numel() else (value.new_zeros(()),) * 2
+    if not (bool(least >= 0) and bool(greatest < float("inf"))):
         raise AllowanceError(
             f"harness bug: the allowance term {name!r} is {_worst(value)} — "
             f"please report it with the spec and the Reproduce line"
@@ -178,8 +180,11 @@ class Tolerance:
         part its own); an expected value that is not finite gets none (its difference is
         NaN or inf: a mismatch anyway)."""
         magnitude = real_view(expected.detach()).abs().to(torch.float64).cpu()
-        magnitude = torch.where(torch.isfinite(magnitude), magnitude, 0.0)
-        terms = [("tolerance", self.rtol * magnitude + self.atol),
+        magnitude = magnitude.nan_to_num_(nan=0.0, posinf=0.0)  # |x| is never -inf
+        tolerance = magnitude.mul_(self.rtol)
+        if self.atol:
+            tolerance = tolerance.add_(self.atol)
+        terms = [("tolerance", tolerance),
                  ("underflow", torch.tensor(self.underflow, dtype=torch.float64))]
         if self.nondet_tol:
             terms.append(("nondet_tol", torch.tensor(self.nondet_tol, dtype=torch.float64)))
