@@ -95,9 +95,11 @@ def _values(spec_input: Input, shape: tuple[int, ...], dtype: torch.dtype,
 def _placed_arrays(spec_input: Input, shape: tuple[int, ...],
                    dtype: torch.dtype) -> st.SearchStrategy[np.ndarray]:
     """Arrays of floats drawn element by element (no fill value: every element its own
-    draw), flushed and moved off the kinks as whole arrays. The same values as mapping
-    each element, at a third of the cost: Hypothesis pays for every strategy an element
-    passes through, and a map and a filter per element cost more than its draw."""
+    draw), flushed and moved off the kinks as whole arrays: the same function of each
+    element's draw as a map and a filter per element, at a third of the cost (Hypothesis
+    pays for every strategy an element passes through; a seed's draws are not the same
+    as theirs, as its generation tells strategies apart by their shape). An array that an
+    element's move leaves near another kink is drawn again whole."""
     width = _FLOAT_WIDTH.get(dtype, 64)
     floats = st.floats(*_representable_bounds(spec_input.low, spec_input.high, width),
                        allow_nan=False, allow_infinity=False, allow_subnormal=False,
