@@ -195,7 +195,7 @@ def _against_directional(case: Case, name: str, gradient, direction, source: str
     with the gradient's per-element allowance (``floor``, where the caller has it)
     projected on |u|; judged again with the forward's measured rounding where they
     disagree."""
-    projected = (floor or case.allowance(gradient)).projected(direction)
+    projected = (floor if floor is not None else case.allowance(gradient)).projected(direction)
 
     def measured(runs: int | None):
         weights = direction.detach().abs().double().cpu()
