@@ -10,8 +10,7 @@ simulated run nor, failing far beyond it, by the first KEPT_RUNS of each kind: t
 of ``compare.judged``). Wherever a comparison measures noise it also measures the first
 KEPT_RUNS of each kind and every run, and reports the largest ratios, per element, of
 the whole measure to the kept one: how far below FAR_BEYOND the tier that fails early
-stays. Options: --max-examples N
-(default 10), --seed N (default 0).
+stays. Options: --max-examples N (default 10), --seed N (default 0).
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ def main() -> None:
              if isinstance(spec, Spec) and spec.error is None]
 
     measuring: list[int] = []  # per Case: 0 no noise measured, 1 first runs only, 2 every run
-    ratios: list[tuple[float, str]] = []  # per whole measure: the largest whole / kept ratio
+    ratios: list[tuple[float, str]] = []  # per noise-measuring comparison: whole / kept, largest
     real_init, real_measure = Case.__init__, NoiseModel.measure
 
     def counted_init(self, *args, **kwargs):
