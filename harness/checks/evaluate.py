@@ -329,7 +329,8 @@ def contracted(
     each term phi sums), phi returns [phi, the sizes of the terms that moved] — the
     terms whose rounding a difference of phi carries.
     """
-    flat = torch.cat([v.reshape(-1) for v in cotangents]) if cotangents else None
+    flat = (None if not cotangents else cotangents[0].reshape(-1) if len(cotangents) == 1
+            else torch.cat([v.reshape(-1) for v in cotangents]))
 
     def phi(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         outputs = spec.forward(arguments(spec, values, example))

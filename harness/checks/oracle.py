@@ -185,10 +185,10 @@ class Oracle:
         weighted = real_view(gradient.detach()).to(torch.float64) * scale
         if not weighted.numel():
             return None
-        largest = weighted.abs().max()
+        largest = torch.linalg.vector_norm(weighted, float("inf"))
         if not largest > 0 or not torch.isfinite(largest):
             return None
-        return weighted / largest * scale
+        return weighted.div_(largest).mul_(scale)  # the product is ours: no more copies
 
     def directional(
         self, name: str, direction: torch.Tensor, *, measured: bool = False

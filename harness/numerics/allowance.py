@@ -84,9 +84,17 @@ class Allowance:
         This is how a per-element allowance judges a directional derivative.
         """
         weights = real_view(direction.detach()).abs().to(torch.float64).cpu()
-        return Allowance(tuple(
-            (name, value * weights.sum() if value.dim() == 0 else (value * weights).sum())
-            for name, value in self))
+        flat = weights.reshape(-1)
+        total = weights.sum() if any(v.dim() == 0 for _, v in self) else None
+
+        def project(value: torch.Tensor) -> torch.Tensor:
+            if value.dim() == 0:
+                return value * total
+            if value.shape == weights.shape:  # one pass, no product tensor
+                return torch.dot(value.reshape(-1), flat)
+            return (value * weights).sum()  # a term that broadcasts
+
+        return Allowance(tuple((name, project(value)) for name, value in self))
 
     def breakdown(self, index: tuple[int, ...] = ()) -> str:
         """The terms at ``index``, large first: ``'tolerance 2 + oracle 0.5'`` (a lone term

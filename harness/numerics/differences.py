@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from itertools import pairwise
 
 import torch
 
@@ -79,9 +78,10 @@ def step_scale(value: torch.Tensor, spec_input: Input) -> torch.Tensor:
     coarsest step within half the distance to the nearest declared kink.
     """
     magnitude = value.detach().abs().to(torch.float64)
-    rms = magnitude.square().mean().sqrt() if magnitude.numel() else magnitude.new_zeros(())
+    rms = (float(torch.linalg.vector_norm(magnitude)) / magnitude.numel() ** 0.5
+           if magnitude.numel() else 0.0)
     bound = max(abs(spec_input.low), abs(spec_input.high))
-    scale = magnitude.clamp(min=max(1e-2 * float(rms), 1e-6 * bound, 1e-300))
+    scale = magnitude.clamp_(min=max(1e-2 * rms, 1e-6 * bound, 1e-300))  # |x| is ours
     value = value.detach().to(torch.float64)
     for kink in spec_input.kinks:
         scale = torch.minimum(scale, _room((value - kink).abs()))
@@ -134,9 +134,9 @@ def directional_derivative(
     def along(ts: list[float]) -> list[torch.Tensor]:
         return [at(t) for t in ts]
 
-    moved_size = sum(float(torch.where(d != 0, point[name].abs(), 0).sum())
+    moved_size = sum(float(torch.linalg.vector_norm(torch.where(d != 0, point[name], 0), 1))
                      for name, d in direction.items())
-    step_size = sum(float(d.abs().sum()) for d in direction.values())
+    step_size = sum(float(torch.linalg.vector_norm(d, 1)) for d in direction.values())
     reach = torch.tensor(moved_size / step_size if step_size > 0 else 0.0, dtype=torch.float64)
     return _with_failure(_extrapolated(along, lambda: at(0.0), magnitude, reach, centred),
                          failures)
@@ -337,25 +337,31 @@ def _richardson(
     ``_kink_between_steps``)."""
     with torch.no_grad():
         steps = [step / 2**k for k in range(HALVINGS)]
-        values = along([*steps, *(-h for h in steps)])
+        values = torch.stack(along([*steps, *(-h for h in steps)]))
         plus, minus = values[:HALVINGS], values[HALVINGS:]
-        centre = torch.zeros_like(plus[0]) if centred else centre_of()
-    central = [(p - m) / (2 * h) for p, m, h in zip(plus, minus, steps)]
-    first = [(4 * central[k + 1] - central[k]) / 3 for k in range(HALVINGS - 1)]
+        centre = None if centred else centre_of()
+    # Each quantity for every step at once (a row per step): a few operations on small
+    # tensors rather than one per step, which cost more than their arithmetic.
+    h = torch.tensor(steps, dtype=values.dtype, device=values.device)
+    h = h.reshape(HALVINGS, *[1] * (values.dim() - 1))
+    central = (plus - minus) / (2 * h)
+    first = (4 * central[1:] - central[:-1]) / 3
     second = (16 * first[1] - first[0]) / 15
-    largest = torch.stack([*plus, *minus, centre]).abs().amax(dim=0)
+    largest = values.abs().amax(dim=0)
+    if centre is not None:
+        largest = torch.maximum(largest, centre.abs())
     rounding = magnitude if moved is None else _moved_rounding(moved(), magnitude, steps[-1])
     noise = EVALUATION_ULPS * EPS64 * (rounding + largest) / steps[-1]
     # |phi(x + h) - 2 phi(x) + phi(x - h)| / h: how far the one-sided slopes differ.
-    jumps = [((p - 2 * centre + m) / h).abs() for p, m, h in zip(plus, minus, steps)]
+    jumps = ((plus + minus if centre is None else plus - 2 * centre + minus) / h).abs()
     curvature = jumps[0] / steps[0]
-    slope = ((plus[-1] - minus[-1]) / (2 * steps[-1])).abs()
+    slope = central[-1].abs()
     noise = noise + STEP_ROUNDING_ULPS * EPS64 * reach * (curvature + slope / steps[-1])
     error = (second - first[1]).abs() + noise
     # Where the differences shrink slower than h^2 (a function differentiable only
     # once, like x|x| at 0) only the raw step is trusted: its error is about the
     # last difference, doubled.
-    coarse, fine = (central[0] - central[1]).abs(), (central[1] - central[2]).abs()
+    coarse, fine = (central[:-1] - central[1:]).abs()
     slow = (fine > ABOVE_NOISE * noise) & (coarse < SLOW_SHRINK * fine)
     error = torch.where(slow, error + 2 * fine, error)
     smooth = _one_sided_agree(jumps, noise)
@@ -370,7 +376,7 @@ def _moved_rounding(moved: torch.Tensor, magnitude: float, finest: float) -> tor
     return moved + (magnitude - moved) * (finest / WHOLE_SCALE_STEP)
 
 
-def _kink_between_steps(jumps: list[torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+def _kink_between_steps(jumps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """A kink that the coarser steps cross and the finer do not (relu of a
     pre-activation 0.007 from 0, a step of 0.017): the finest one-sided
     differences agree, but Richardson mixes the crossed steps in.
@@ -380,11 +386,10 @@ def _kink_between_steps(jumps: list[torch.Tensor], noise: torch.Tensor) -> torch
     as a step stops crossing a kink (or at an inflection point, which smaller
     steps settle). Where it does, the caller retries with smaller steps.
     """
-    falls = [after + ABOVE_NOISE * noise < KINK_FALL * before for before, after in pairwise(jumps)]
-    return torch.stack(falls).any(dim=0)
+    return (jumps[1:] + ABOVE_NOISE * noise < KINK_FALL * jumps[:-1]).any(dim=0)
 
 
-def _one_sided_agree(jumps: list[torch.Tensor], noise: torch.Tensor) -> torch.Tensor:
+def _one_sided_agree(jumps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """One-sided slopes differ by O(h) where smooth and by a fixed jump at a kink."""
     shrinks = jumps[-1] <= ONE_SIDED_SHRINK * jumps[0]
     negligible = jumps[-1] <= ABOVE_NOISE * noise
