@@ -134,12 +134,19 @@ def directional_derivative(
     def along(ts: list[float]) -> list[torch.Tensor]:
         return [at(t) for t in ts]
 
-    moved_size = sum(float(torch.linalg.vector_norm(torch.where(d != 0, point[name], 0), 1))
+    moved_size = sum(float(torch.linalg.vector_norm(_moved_by(point[name], d), 1))
                      for name, d in direction.items())
     step_size = sum(float(torch.linalg.vector_norm(d, 1)) for d in direction.values())
     reach = torch.tensor(moved_size / step_size if step_size > 0 else 0.0, dtype=torch.float64)
     return _with_failure(_extrapolated(along, lambda: at(0.0), magnitude, reach, centred),
                          failures)
+
+
+def _moved_by(value: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """The elements of ``value`` that ``direction`` moves (zero where it does not)."""
+    if bool(direction.all()):  # a random direction moves every element: no copy
+        return value
+    return torch.where(direction != 0, value, 0)
 
 
 def partial_derivatives(

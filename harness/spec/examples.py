@@ -96,10 +96,11 @@ def uniform(shape: Sequence[int], seed: int) -> torch.Tensor:
 
 
 def signed_uniform(shape: Sequence[int], seed: int, low: float, high: float) -> torch.Tensor:
-    """Magnitudes uniform in [low, high] with random signs, from one draw: [-1, 1) gives its
-    sign and, as |u|, its place between low and high."""
-    draw = uniform(shape, seed).mul_(2).sub_(1)
-    return draw.abs().mul_(high - low).add_(low).copysign_(draw)
+    """Magnitudes uniform in [low, high] with random signs, from one draw: u - 1/2 in
+    [-1/2, 1/2) gives its sign and, as 2 |u - 1/2|, its place between low and high (the
+    values of 2u - 1 bit for bit, exact as both are, in one pass less)."""
+    centred = uniform(shape, seed).sub_(0.5)
+    return centred.abs().mul_(2 * (high - low)).add_(low).copysign_(centred)
 
 
 def cotangent(shape: torch.Size, seed: int, dtype: torch.dtype, device: str) -> torch.Tensor:
