@@ -38,7 +38,7 @@ class Case:
         self.spec, self.example, self.device, self.dtype = spec, example, device, dtype
         self.dims = example.dims
         self.values = evaluate.prepared(spec, example, dtype, device)
-        self.outputs = evaluate.forward(spec, self.values, example)
+        self.outputs = evaluate.forward(spec, self.values, example, originals=example.values)
         self.cotangents = tuple(
             cotangent(t.shape, example.cotangent_seed + COTANGENT_STRIDE * k, t.dtype, device)
             for k, t in enumerate(self.outputs.tensors))

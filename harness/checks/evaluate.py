@@ -196,10 +196,15 @@ def _differentiated(entry: Any) -> bool:
     return isinstance(entry, torch.Tensor) and (entry.is_floating_point() or entry.is_complex())
 
 
-def forward(spec: Spec, values: Mapping[str, torch.Tensor], example: Example) -> Outputs:
+def forward(spec: Spec, values: Mapping[str, torch.Tensor], example: Example,
+            originals: Mapping[str, torch.Tensor] | None = None) -> Outputs:
     """The forward's outputs, each floating one checked to be finite, on the inputs'
-    device; an input modified in place is a fault."""
-    before = {name: value.detach().clone() for name, value in values.items()}
+    device; an input modified in place is a fault. ``originals``: tensors equal to
+    ``values`` that the forward cannot reach (the example's own, of which ``prepared``
+    made them), to compare with after it instead of copies taken here."""
+    originals = originals or {}
+    before = {name: originals[name] if _same_kind(originals.get(name), value)
+              else value.detach().clone() for name, value in values.items()}
     result = call(spec.forward, arguments(spec, values, example))
     for name, value in values.items():
         if not torch.equal(value.detach(), before[name]):
@@ -209,6 +214,12 @@ def forward(spec: Spec, values: Mapping[str, torch.Tensor], example: Example) ->
             )
     return Outputs.of(result, "forward", like=_any(values),
                       skipped=spec.nondifferentiable_outputs)
+
+
+def _same_kind(original: torch.Tensor | None, value: torch.Tensor) -> bool:
+    """Whether ``value`` was copied from ``original`` as it is (same dtype, device, shape)."""
+    return (original is not None and original.dtype == value.dtype
+            and original.device == value.device and original.shape == value.shape)
 
 
 def _any(values: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
@@ -317,6 +328,7 @@ def checked_gradient(grad: Any, role: str, value: torch.Tensor) -> torch.Tensor:
 def contracted(
     spec: Spec, example: Example, cotangents: Sequence[torch.Tensor],
     offsets: Sequence[torch.Tensor] | None = None, sizes: torch.Tensor | None = None,
+    centre: Sequence[torch.Tensor] | None = None,
 ):
     """phi(values) = sum over differentiable outputs k of <v_k, f_k(values) - offset_k>:
     the real scalar that finite differences see (for complex outputs, the real part of
@@ -328,9 +340,22 @@ def contracted(
     With ``sizes`` as well (per output element, part by part and flat: the size of
     each term phi sums), phi returns [phi, the sizes of the terms that moved] — the
     terms whose rounding a difference of phi carries.
+    With ``centre`` (the outputs at the point) instead of offsets, phi subtracts their
+    contraction, one scalar, rather than each output element: the same differences
+    without a pass over the outputs each evaluation, carrying the rounding of every
+    term — which is what a directional derivative's error bound counts anyway.
     """
     flat = (None if not cotangents else cotangents[0].reshape(-1) if len(cotangents) == 1
             else torch.cat([v.reshape(-1) for v in cotangents]))
+
+    def contract(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the contraction, the flat change it contracted)."""
+        change = (tensors[0].reshape(-1) if len(tensors) == 1 else
+                  torch.cat([t.reshape(-1) for t in tensors])).to(flat.dtype)
+        # One matrix-vector product per batch of steps under vmap, not a product and a sum.
+        return ((flat.conj() @ change).real if change.is_complex() else change @ flat), change
+
+    at_centre = None if centre is None else contract(centre)[0]
 
     def phi(values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         outputs = spec.forward(arguments(spec, values, example))
@@ -339,10 +364,9 @@ def contracted(
                    if _differentiated(e) and k not in spec.nondifferentiable_outputs]
         if offsets is not None:
             tensors = [t - o for t, o in zip(tensors, offsets)]
-        change = (tensors[0].reshape(-1) if len(tensors) == 1 else
-                  torch.cat([t.reshape(-1) for t in tensors])).to(flat.dtype)
-        # One matrix-vector product per batch of steps under vmap, not a product and a sum.
-        value = (flat.conj() @ change).real if change.is_complex() else change @ flat
+        value, change = contract(tensors)
+        if at_centre is not None:
+            value = value - at_centre
         if sizes is None:
             return value
         parts = torch.view_as_real(change) if change.is_complex() else change

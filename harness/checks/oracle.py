@@ -44,6 +44,7 @@ class Oracle:
         self._sized: dict[bool, Callable] = {}  # measured -> the sized phi
         self._sizes: dict[bool, torch.Tensor] = {}  # measured -> the terms' sizes
         self._batches: dict[str, bool] = {}
+        self._absolute_sums: dict[str, float] = {}
 
     @cached_property
     def point(self) -> dict[str, torch.Tensor]:
@@ -52,11 +53,15 @@ class Oracle:
 
     @cached_property
     def phi(self):
-        """sum_k Re <v_k, f_k(x) - f_k(x0)>: 0 at the point, so the oracle never evaluates
-        it there; of the point in real coordinates."""
+        """sum_k Re <v_k, f_k(x)> - sum_k Re <v_k, f_k(x0)>: 0 at the point, so the oracle
+        never evaluates it there; of the point in real coordinates. A directional
+        derivative's bound counts the rounding of every term, so the outputs at the
+        point are subtracted as one scalar, not element by element (``_sized_phi``):
+        at 10^5 elements a pass less in each of the twelve evaluations, and the same
+        sensitivity (measured in the README)."""
         case = self.case
         return self._of_real_coordinates(evaluate.contracted(
-            case.spec, case.example, self.cotangents64, offsets=case.output64))
+            case.spec, case.example, self.cotangents64, centre=case.output64))
 
     def _sized_phi(self, measured: bool):
         """phi returning [phi, the size of the terms that moved] (see
@@ -179,13 +184,20 @@ class Oracle:
             self._directions[name] = signed.to(self.case.device).mul_(self.scale(name))
         return self._directions[name]
 
+    def _absolute_sum(self, name: str) -> float:
+        """sum |x| of input ``name`` in real coordinates (once per input: both directions
+        and their measured reruns use it)."""
+        if name not in self._absolute_sums:
+            self._absolute_sums[name] = float(self.point[name].abs().sum())
+        return self._absolute_sums[name]
+
     def gradient_direction(self, name: str, gradient: torch.Tensor) -> torch.Tensor | None:
         """The gradient itself as a direction, scaled like the input; None if it is zero."""
         scale = self.scale(name)
         weighted = real_view(gradient.detach()).to(torch.float64) * scale
         if not weighted.numel():
             return None
-        largest = torch.linalg.vector_norm(weighted, float("inf"))
+        largest = weighted.abs().amax()  # a seventh of vector_norm(inf)'s time here
         if not largest > 0 or not torch.isfinite(largest):
             return None
         return weighted.div_(largest).mul_(scale)  # the product is ours: no more copies
@@ -195,7 +207,7 @@ class Oracle:
     ) -> differences.Estimate:
         estimate = differences.directional_derivative(
             self.phi, self.point, {name: direction}, self._magnitude(measured),
-            centred=True)
+            centred=True, absolute_sums={name: self._absolute_sum(name)})
         if not measured and not _trusted(estimate):
             return self.directional(name, direction, measured=True)
         return _judgeable(estimate)
