@@ -15,7 +15,10 @@ failure there is a false alarm). The functions: an elementwise one on a domain
 holding 0 (Hypothesis draws x = 0 often, where f(x) ~ x has no rounding offset,
 so the Taylor test sees errors far below eps there), the same on [1, 3], away
 from 0, and a reduction through a matrix product.
-Options: --seeds N (default 3), --max-examples N (default 15).
+Options: --seeds N (default 3), --max-examples N (default 15), --checks NAMES (comma-
+separated, default: all four), --elements N (every example at N input elements — n = N,
+or N // 3 rows of tanh(x @ W) — where large inputs take the directional oracle; torch's
+gradcheck, which would build the whole Jacobian, is left out there).
 """
 
 from __future__ import annotations
@@ -82,20 +85,25 @@ FUNCTIONS = {
 }
 
 
-def wrong_spec(function: str, r: float, *, formula: bool) -> Spec:
-    """The spec whose gradient is off by a relative ``r``: in a formula or in a Function."""
+def wrong_spec(function: str, r: float, *, formula: bool, elements: int | None = None) -> Spec:
+    """The spec whose gradient is off by a relative ``r``: in a formula or in a Function;
+    with ``elements``, of that many input elements."""
     f, df, spec_input = FUNCTIONS[function]
     name = f"off_by_{r:.0e}".replace("+", "")
+    dims = {}
+    if elements is not None:
+        n = elements if len(spec_input.shape) == 1 else elements // 3
+        dims = {"n": (n, n)}
     if formula:
-        return Spec(forward=f, inputs={"x": spec_input}, name=name,
+        return Spec(forward=f, inputs={"x": spec_input}, name=name, dims=dims,
                     backward={"x": lambda grad, x: df(x, grad) * (1 + r)})
     scaled = _scaled_function(f, df, r)
-    return Spec(forward=lambda x: scaled(x), inputs={"x": spec_input}, name=name)
+    return Spec(forward=lambda x: scaled(x), inputs={"x": spec_input}, name=name, dims=dims)
 
 
 def harness_catches(check: str, function: str, r: float, dtype: str, seed: int,
-                    max_examples: int) -> bool:
-    spec = wrong_spec(function, r, formula=check == "analytic")
+                    max_examples: int, elements: int | None = None) -> bool:
+    spec = wrong_spec(function, r, formula=check == "analytic", elements=elements)
     report = verify(spec, checks=[check], dtype=DTYPES[dtype], seed=seed,
                     max_examples=max_examples, settings=NO_SHRINK)  # pass or fail counts
     return not report.passed
@@ -126,22 +134,25 @@ def smallest(caught: dict[float, bool]) -> str:
     return found
 
 
-def measure(seeds: int, max_examples: int) -> list[tuple[str, str, str, str, str]]:
+def measure(seeds: int, max_examples: int, checks=HARNESS_CHECKS,
+            elements: int | None = None) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for function in FUNCTIONS:
-        for check in HARNESS_CHECKS:
+        for check in checks:
             for dtype in DTYPES:
                 if check == "gradcheck" and dtype != "float64":
                     continue
-                catches = partial(_harness_catches, check, function, dtype, max_examples)
+                catches = partial(_harness_catches, check, function, dtype, max_examples,
+                                  elements)
                 rows.append(_row(function, check, dtype, seeds, catches))
-        rows.append(_row(function, "torch.autograd.gradcheck (defaults)", "float64", seeds,
-                         partial(torch_gradcheck_catches, function)))
+        if elements is None:
+            rows.append(_row(function, "torch.autograd.gradcheck (defaults)", "float64",
+                             seeds, partial(torch_gradcheck_catches, function)))
     return rows
 
 
-def _harness_catches(check, function, dtype, max_examples, r, seed) -> bool:
-    return harness_catches(check, function, r, dtype, seed, max_examples)
+def _harness_catches(check, function, dtype, max_examples, elements, r, seed) -> bool:
+    return harness_catches(check, function, r, dtype, seed, max_examples, elements)
 
 
 def _row(function: str, check: str, dtype: str, seeds: int, catches) -> tuple[str, ...]:
@@ -170,10 +181,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-examples", type=int, default=15)
+    parser.add_argument("--checks", default=",".join(HARNESS_CHECKS))
+    parser.add_argument("--elements", type=int, default=None)
     options = parser.parse_args()
     torch.set_num_threads(1)
     start = time.perf_counter()
-    rows = measure(options.seeds, options.max_examples)
+    rows = measure(options.seeds, options.max_examples, options.checks.split(","),
+                   options.elements)
     print()
     print(table(rows))
     print(f"\n{options.seeds} seeds, {options.max_examples} examples each, "
