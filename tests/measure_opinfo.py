@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import opinfo_specs
 from opinfo_specs import CHECKS_PER_DTYPE, KNOWN_TORCH_BUGS, Sample, run
 
-from harness.numerics import differences
+from harness.numerics import differences, steps
 from harness.numerics.allowance import real_view
 from harness.power import planted
 from harness.report import message
@@ -207,7 +207,7 @@ def planted_resolution(sample: Sample) -> float:
     """How far above float64's resolution the plant can move the forward: 0 where the
     planted element depends on no differentiable input (an empty or constant output),
     else max_j |J_kj| s_j / (eps |f_k|) — J_k the planted element's Jacobian row, s_j
-    each input element's own scale (``differences.step_scale``), f_k the element.
+    each input element's own scale (``steps.step_scale``), f_k the element.
 
     A plant of relative size r changes the gradient by r v_k J_k; over a step of an
     element's whole scale — far larger than any finite difference takes — it moves
@@ -232,7 +232,7 @@ def planted_resolution(sample: Sample) -> float:
     for (name, leaf), grad in zip(leaves.items(), grads):
         if grad is None or not grad.numel():
             continue
-        scale = differences.step_scale(real_view(leaf.detach()),
+        scale = steps.step_scale(real_view(leaf.detach()),
                                        sample.spec.inputs[name.split("[")[0]])
         moved = max(moved, float((real_view(grad).abs().double() * scale).max()))
     term = differences.EPS64 * float(element.detach().abs())

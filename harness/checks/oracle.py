@@ -18,7 +18,7 @@ import torch
 
 from harness.checks import evaluate
 from harness.errors import Discarded
-from harness.numerics import differences
+from harness.numerics import differences, steps
 from harness.numerics.allowance import real_view
 from harness.spec.examples import signed_uniform
 
@@ -143,7 +143,7 @@ class Oracle:
     def scale(self, name: str) -> torch.Tensor:
         """Each element's step scale, in real coordinates (computed once per input)."""
         if name not in self._scales:
-            self._scales[name] = differences.step_scale(self.point[name],
+            self._scales[name] = steps.step_scale(self.point[name],
                                                         self.case.input_of(name))
         return self._scales[name]
 

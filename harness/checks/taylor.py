@@ -30,7 +30,7 @@ from harness.checks.case import Case
 from harness.checks.verdict import BACKWARD_WRONG
 from harness.errors import Discarded, Fault
 from harness.numerics.allowance import real_view
-from harness.numerics.differences import nearest_neighbour_distance
+from harness.numerics.steps import nearest_neighbour_distance
 from harness.report import Failure
 
 EPS64 = torch.finfo(torch.float64).eps

@@ -13,10 +13,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from harness.spec import Input
+from harness.numerics.steps import FIRST_STEP
 
 EPS64 = torch.finfo(torch.float64).eps
-FIRST_STEP = 1e-3  # coarsest step, relative to each element's scale
 HALVINGS = 3  # steps h, h/2, h/4: two rounds of Richardson extrapolation
 RETRIES = 3  # on a non-finite value or a kink between the steps, retry with smaller steps
 RETRY_SHRINK = 16  # ... this much smaller each time
@@ -69,39 +68,6 @@ class Estimate:
     @property
     def finite(self) -> bool:
         return bool(torch.isfinite(self.value).all() and torch.isfinite(self.error).all())
-
-
-def step_scale(value: torch.Tensor, spec_input: Input) -> torch.Tensor:
-    """Per-element step scale: the element's magnitude, floored, kept clear of kinks.
-
-    The floor keeps a zero element from getting a zero step; the cap keeps the
-    coarsest step within half the distance to the nearest declared kink.
-    """
-    magnitude = value.detach().abs().to(torch.float64)
-    flat = magnitude.reshape(-1)
-    rms = (float(torch.dot(flat, flat)) / flat.numel()) ** 0.5 if flat.numel() else 0.0
-    bound = max(abs(spec_input.low), abs(spec_input.high))
-    scale = magnitude.clamp_(min=max(1e-2 * rms, 1e-6 * bound, 1e-300))  # |x| is ours
-    value = value.detach().to(torch.float64)
-    for kink in spec_input.kinks:
-        scale = torch.minimum(scale, _room((value - kink).abs()))
-    if spec_input.unique and value.numel() > 1:
-        scale = torch.minimum(scale, _room(nearest_neighbour_distance(value)))
-    return scale
-
-
-def _room(distance: torch.Tensor) -> torch.Tensor:
-    """The largest scale whose coarsest step covers half the distance."""
-    return (distance * 0.5 / FIRST_STEP).clamp(min=1e-300)
-
-
-def nearest_neighbour_distance(value: torch.Tensor) -> torch.Tensor:
-    flat = value.reshape(-1)
-    ordered, order = flat.sort()
-    gaps = ordered.diff()
-    inf = gaps.new_full((1,), float("inf"))
-    nearest = torch.minimum(torch.cat([inf, gaps]), torch.cat([gaps, inf]))
-    return torch.empty_like(flat).scatter_(0, order, nearest).reshape(value.shape)
 
 
 def directional_derivative(
