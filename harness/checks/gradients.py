@@ -195,15 +195,17 @@ def _against_directional(case: Case, name: str, gradient, direction, source: str
     with the gradient's per-element allowance (``floor``, where the caller has it)
     projected on |u|; judged again with the forward's measured rounding where they
     disagree."""
-    projected = (floor if floor is not None else case.allowance(gradient)).projected(direction)
+    weights = direction.detach().abs().double().cpu()  # |u|: the projections' and the step's
+    total = weights.sum()
+    projected = (floor if floor is not None else case.allowance(gradient)).projected_on(
+        weights, total)
 
     def measured(runs: int | None):
-        weights = direction.detach().abs().double().cpu()
         return {f"{source} rounding": (case.rounding(source, runs=runs)[name]
                                        * weights).sum()}
 
     for noisy in (False, True):
-        estimate = case.oracle.directional(name, direction, measured=noisy)
+        estimate = case.oracle.directional(name, direction, measured=noisy, step=float(total))
         cheap = projected.plus(oracle=ORACLE_ERROR_FACTOR * estimate.error.cpu())
         mismatch = judged(_dot(gradient, direction), estimate.value.cpu(), cheap, measured)
         if mismatch is None:

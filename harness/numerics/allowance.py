@@ -83,9 +83,19 @@ class Allowance:
 
         This is how a per-element allowance judges a directional derivative.
         """
-        weights = real_view(direction.detach()).abs().to(torch.float64).cpu()
+        return self.projected_on(real_view(direction.detach()).abs().to(torch.float64).cpu())
+
+    def projected_on(self, weights: torch.Tensor, total: torch.Tensor | None = None) -> Allowance:
+        """``projected`` for a direction's |u| (``weights``, real coordinates, on the CPU)
+        and its sum (``total``), where the caller has them.
+
+        >>> allowance = Allowance.of(tolerance=torch.tensor([1.0, 2.0]), underflow=0.5)
+        >>> allowance.projected_on(torch.tensor([3.0, 1.0], dtype=torch.float64)).total.item()
+        7.0
+        """
         flat = weights.reshape(-1)
-        total = weights.sum() if any(v.dim() == 0 for _, v in self) else None
+        if total is None and any(v.dim() == 0 for _, v in self):
+            total = weights.sum()
 
         def project(value: torch.Tensor) -> torch.Tensor:
             if value.dim() == 0:

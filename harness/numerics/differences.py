@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 
+import numpy as np
 import torch
 
 from harness.numerics.steps import FIRST_STEP
@@ -65,22 +67,22 @@ class Estimate:
     smooth: torch.Tensor  # bool: one-sided differences agree (no kink between the steps)
     failure: str | None = None  # what the forward raised at a step, where it did
 
-    @property
+    @cached_property  # asked at each step of the way: by the retries, the trust, the verdict
     def finite(self) -> bool:
         return bool(torch.isfinite(self.value).all() and torch.isfinite(self.error).all())
 
 
 def directional_derivative(
     phi: Scalar, point: Values, direction: Values, magnitude: float = 0.0, *,
-    centred: bool = False, absolute_sums: Mapping[str, float] | None = None,
+    centred: bool = False, reach: float | None = None,
 ) -> Estimate:
     """d/dt phi(point + t * direction) at t = 0.
 
     ``magnitude`` is the size of the terms summed into phi (``sum |v| |f|``): the
     scale of the rounding noise in its evaluations, which bounds the error.
     ``centred`` says that phi(point) is 0 by construction (``evaluate.contracted``
-    with an offset), which saves its evaluation. ``absolute_sums``: sum |x| of each
-    input, where the caller keeps it (a pass over the input less).
+    with an offset), which saves its evaluation. ``reach``: ``step_reach`` of the
+    direction, where the caller has what it takes (passes over the input fewer).
 
     >>> import torch
     >>> phi = lambda v: (v["x"] ** 3).sum()
@@ -101,20 +103,36 @@ def directional_derivative(
     def along(ts: list[float]) -> list[torch.Tensor]:
         return [at(t) for t in ts]
 
-    sums = absolute_sums or {}
-    moved_size = sum(_moved_size(point[name], d, sums.get(name)) for name, d in direction.items())
-    step_size = sum(float(d.abs().sum()) for d in direction.values())
-    reach = torch.tensor(moved_size / step_size if step_size > 0 else 0.0, dtype=torch.float64)
+    reach = step_reach(point, direction) if reach is None else reach
     return _with_failure(_extrapolated(along, lambda: at(0.0), magnitude, reach, centred),
                          failures)
 
 
-def _moved_size(value: torch.Tensor, direction: torch.Tensor, absolute_sum: float | None) -> float:
-    """sum |value| over the elements that ``direction`` moves (``absolute_sum``, where
-    given, is sum |value| over all of them)."""
+def step_reach(
+    point: Values, direction: Values, *, moved: float | None = None, step: float | None = None,
+) -> float:
+    """The size of the elements a direction moves over the size of its step: sum |x_i|
+    over the moved elements (``moved``, where the caller has it: sum |x| for a direction
+    that moves every element) over sum |d_i| (``step``). The rounding of x + t d grows
+    with it (see ``STEP_ROUNDING_ULPS``).
+
+    >>> import torch
+    >>> x = torch.tensor([3.0, -5.0], dtype=torch.float64)
+    >>> step_reach({"x": x}, {"x": torch.tensor([0.5, 0.0], dtype=torch.float64)})
+    6.0
+    """
+    if moved is None:
+        moved = sum(_moved_size(point[name], d) for name, d in direction.items())
+    if step is None:
+        step = sum(float(d.abs().sum()) for d in direction.values())
+    return moved / step if step > 0 else 0.0
+
+
+def _moved_size(value: torch.Tensor, direction: torch.Tensor) -> float:
+    """sum |value| over the elements that ``direction`` moves."""
     if int(torch.count_nonzero(direction)) < direction.numel():
         return float(torch.where(direction != 0, value, 0).abs().sum())
-    return float(value.abs().sum()) if absolute_sum is None else absolute_sum
+    return float(value.abs().sum())
 
 
 def partial_derivatives(
@@ -287,7 +305,7 @@ def _with_failure(estimate: Estimate, failures: list[str]) -> Estimate:
 
 def _extrapolated(
     along: Callable[[list[float]], list[torch.Tensor]], centre: Callable[[], torch.Tensor],
-    magnitude: float, reach: torch.Tensor, centred: bool,
+    magnitude: float, reach: torch.Tensor | float, centred: bool,
     moved: Callable[[], torch.Tensor] | None = None,
 ) -> Estimate:
     """``along(ts)``: phi at each step t of ``ts`` (a batch of them at once, where the
@@ -305,53 +323,66 @@ def _extrapolated(
 
 
 def _richardson(
-    along, centre_of, step: float, magnitude: float, reach: torch.Tensor, centred: bool,
-    moved: Callable[[], torch.Tensor] | None = None,
+    along, centre_of, step: float, magnitude: float, reach: torch.Tensor | float,
+    centred: bool, moved: Callable[[], torch.Tensor] | None = None,
 ) -> tuple[Estimate, torch.Tensor]:
     """The extrapolated estimate, and where no kink lies between the steps (see
     ``_kink_between_steps``)."""
     with torch.no_grad():
         steps = [step / 2**k for k in range(HALVINGS)]
-        values = torch.stack(along([*steps, *(-h for h in steps)]))
-        plus, minus = values[:HALVINGS], values[HALVINGS:]
-        centre = None if centred else centre_of()
-    # Each quantity for every step at once (a row per step): a few operations on small
-    # tensors rather than one per step, which cost more than their arithmetic.
-    h = torch.tensor(steps, dtype=values.dtype, device=values.device)
-    h = h.reshape(HALVINGS, *[1] * (values.dim() - 1))
-    central = (plus - minus) / (2 * h)
-    first = (4 * central[1:] - central[:-1]) / 3
-    second = (16 * first[1] - first[0]) / 15
-    largest = values.abs().amax(dim=0)
-    if centre is not None:
-        largest = torch.maximum(largest, centre.abs())
-    rounding = magnitude if moved is None else _moved_rounding(moved(), magnitude, steps[-1])
-    noise = EVALUATION_ULPS * EPS64 * (rounding + largest) / steps[-1]
-    # |phi(x + h) - 2 phi(x) + phi(x - h)| / h: how far the one-sided slopes differ.
-    jumps = ((plus + minus if centre is None else plus - 2 * centre + minus) / h).abs()
-    curvature = jumps[0] / steps[0]
-    slope = central[-1].abs()
-    noise = noise + STEP_ROUNDING_ULPS * EPS64 * reach * (curvature + slope / steps[-1])
-    error = (second - first[1]).abs() + noise
-    # Where the differences shrink slower than h^2 (a function differentiable only
-    # once, like x|x| at 0) only the raw step is trusted: its error is about the
-    # last difference, doubled.
-    coarse, fine = (central[:-1] - central[1:]).abs()
-    slow = (fine > ABOVE_NOISE * noise) & (coarse < SLOW_SHRINK * fine)
-    error = torch.where(slow, error + 2 * fine, error)
-    smooth = _one_sided_agree(jumps, noise)
-    clear = ~_kink_between_steps(jumps, noise)
-    return Estimate(second, error, smooth), clear
+        evaluated = torch.stack(along([*steps, *(-h for h in steps)]))
+        centre = None if centred else _host(centre_of())
+    # The arithmetic runs on the host in numpy, each quantity for every step at once (a
+    # row per step): some forty operations on a few small arrays, where torch's dispatch
+    # costs more than a directional example's whole arithmetic, and numpy rounds alike
+    # (IEEE arithmetic, element by element; no reduction sums).
+    values = _host(evaluated)
+    plus, minus = values[:HALVINGS], values[HALVINGS:]
+    h = np.array(steps).reshape(HALVINGS, *[1] * (values.ndim - 1))
+    with np.errstate(all="ignore"):  # a step out of the domain is NaN, as in torch
+        central = (plus - minus) / (2 * h)
+        first = (4 * central[1:] - central[:-1]) / 3
+        second = (16 * first[1] - first[0]) / 15
+        largest = np.abs(values).max(axis=0)
+        if centre is not None:
+            largest = np.maximum(largest, np.abs(centre))
+        rounding = (magnitude if moved is None
+                    else _moved_rounding(_host(moved()), magnitude, steps[-1]))
+        noise = EVALUATION_ULPS * EPS64 * (rounding + largest) / steps[-1]
+        # |phi(x + h) - 2 phi(x) + phi(x - h)| / h: how far the one-sided slopes differ.
+        jumps = np.abs((plus + minus if centre is None else plus - 2 * centre + minus) / h)
+        curvature = jumps[0] / steps[0]
+        slope = np.abs(central[-1])
+        if isinstance(reach, torch.Tensor):
+            reach = _host(reach)
+        noise = noise + STEP_ROUNDING_ULPS * EPS64 * reach * (curvature + slope / steps[-1])
+        error = np.abs(second - first[1]) + noise
+        # Where the differences shrink slower than h^2 (a function differentiable only
+        # once, like x|x| at 0) only the raw step is trusted: its error is about the
+        # last difference, doubled.
+        coarse, fine = np.abs(central[:-1] - central[1:])
+        slow = (fine > ABOVE_NOISE * noise) & (coarse < SLOW_SHRINK * fine)
+        error = np.where(slow, error + 2 * fine, error)
+        smooth = _one_sided_agree(jumps, noise)
+        clear = ~_kink_between_steps(jumps, noise)
+    device = evaluated.device
+    estimate = Estimate(*(torch.from_numpy(np.asarray(a)).to(device)
+                          for a in (second, error, smooth)))
+    return estimate, torch.from_numpy(np.asarray(clear))
 
 
-def _moved_rounding(moved: torch.Tensor, magnitude: float, finest: float) -> torch.Tensor:
+def _host(value: torch.Tensor) -> np.ndarray:
+    return value.detach().cpu().numpy()
+
+
+def _moved_rounding(moved: np.ndarray, magnitude: float, finest: float) -> np.ndarray:
     """The size of the terms whose rounding an estimate over the finest step carries: the
     moved ones in full, the others (unmoved by a step of the whole scale) as their
     rounding over that step, not the finest."""
     return moved + (magnitude - moved) * (finest / WHOLE_SCALE_STEP)
 
 
-def _kink_between_steps(jumps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def _kink_between_steps(jumps: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """A kink that the coarser steps cross and the finer do not (relu of a
     pre-activation 0.007 from 0, a step of 0.017): the finest one-sided
     differences agree, but Richardson mixes the crossed steps in.
@@ -361,10 +392,10 @@ def _kink_between_steps(jumps: torch.Tensor, noise: torch.Tensor) -> torch.Tenso
     as a step stops crossing a kink (or at an inflection point, which smaller
     steps settle). Where it does, the caller retries with smaller steps.
     """
-    return (jumps[1:] + ABOVE_NOISE * noise < KINK_FALL * jumps[:-1]).any(dim=0)
+    return (jumps[1:] + ABOVE_NOISE * noise < KINK_FALL * jumps[:-1]).any(axis=0)
 
 
-def _one_sided_agree(jumps: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+def _one_sided_agree(jumps: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """One-sided slopes differ by O(h) where smooth and by a fixed jump at a kink."""
     shrinks = jumps[-1] <= ONE_SIDED_SHRINK * jumps[0]
     negligible = jumps[-1] <= ABOVE_NOISE * noise
