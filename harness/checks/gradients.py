@@ -195,7 +195,7 @@ def _against_directional(case: Case, name: str, gradient, direction, source: str
     with the gradient's per-element allowance (``floor``, where the caller has it)
     projected on |u|; judged again with the forward's measured rounding where they
     disagree."""
-    weights = direction.detach().abs().double().cpu()  # |u|: the projections' and the step's
+    weights = case.oracle.weights(name, direction)  # |u|: the projections' and the step's
     total = weights.sum()
     projected = (floor if floor is not None else case.allowance(gradient)).projected_on(
         weights, total)

@@ -20,7 +20,7 @@ from harness.checks import evaluate
 from harness.errors import Discarded
 from harness.numerics import differences, steps
 from harness.numerics.allowance import real_view
-from harness.spec.examples import signed_uniform
+from harness.spec.examples import uniform_magnitudes
 
 if TYPE_CHECKING:
     from harness.checks.case import Case
@@ -37,10 +37,15 @@ class Oracle:
     """
 
     def __init__(self, case: Case):
+        # A cycle (the case owns its oracle), which the cyclic collector frees, not the
+        # example's end. A weak reference here frees each example's tensors as it ends —
+        # and at 10^5 elements glibc then trims the heap after each evaluation of phi and
+        # faults it back in: measured, 17x one forward + backward instead of 10x.
         self.case = case
         self._partials: dict[tuple[str, bool], differences.Estimate] = {}
         self._scales: dict[str, torch.Tensor] = {}
         self._directions: dict[str, torch.Tensor] = {}
+        self._weights: dict[str, torch.Tensor] = {}  # |u| of each drawn direction
         self._sized: dict[bool, Callable] = {}  # measured -> the sized phi
         self._sizes: dict[bool, torch.Tensor] = {}  # measured -> the terms' sizes
         self._batches: dict[str, bool] = {}
@@ -179,16 +184,27 @@ class Oracle:
         """A random direction, scaled like the input, with no component near zero (drawn
         once per input; the same for every check)."""
         if name not in self._directions:
-            signed = signed_uniform(self.point[name].shape, self.case.example.cotangent_seed + 1,
-                                    0.5, 1.5)
-            self._directions[name] = signed.to(self.case.device).mul_(self.scale(name))
+            magnitudes, signs = uniform_magnitudes(
+                self.point[name].shape, self.case.example.cotangent_seed + 1, 0.5, 1.5)
+            weights = magnitudes.mul_(self.scale(name).cpu())  # |u|: the scale is positive
+            self._weights[name] = weights
+            self._directions[name] = torch.copysign(weights, signs, out=signs).to(
+                self.case.device)
         return self._directions[name]
 
+    def weights(self, name: str, direction: torch.Tensor) -> torch.Tensor:
+        """|direction| in float64 on the CPU, as an allowance projects on it (a drawn
+        direction's from its draw: a pass over it less)."""
+        if direction is self._directions.get(name):
+            return self._weights[name]
+        return direction.detach().abs().double().cpu()
+
     def _absolute_sum(self, name: str) -> float:
-        """sum |x| of input ``name`` in real coordinates (once per input: the drawn
-        direction and its measured rerun use it)."""
+        """sum |x| of input ``name`` in real coordinates (once per input: both directions
+        and their measured reruns use it)."""
         if name not in self._absolute_sums:
-            self._absolute_sums[name] = float(self.point[name].abs().sum())
+            # One pass, and no |x| tensor (sum |x| only scales the step's rounding).
+            self._absolute_sums[name] = float(torch.linalg.vector_norm(self.point[name], 1))
         return self._absolute_sums[name]
 
     def gradient_direction(self, name: str, gradient: torch.Tensor) -> torch.Tensor | None:
@@ -208,12 +224,13 @@ class Oracle:
         step: float | None = None,
     ) -> differences.Estimate:
         """The derivative of phi along ``direction`` for input ``name``; ``step`` is
-        sum |direction|, where the caller has it. A direction the oracle drew moves every
-        element (no component is zero), so the moved elements' size is sum |x|."""
-        drawn = direction is self._directions.get(name)
+        sum |direction|, where the caller has it. A direction that moves every element
+        (as every drawn one does) moves sum |x|, kept once per input."""
+        dense = (direction is self._directions.get(name)  # drawn: no component is zero
+                 or int(torch.count_nonzero(direction)) == direction.numel())
         reach = differences.step_reach(
             {name: self.point[name]}, {name: direction}, step=step,
-            moved=self._absolute_sum(name) if drawn else None)
+            moved=self._absolute_sum(name) if dense else None)
         estimate = differences.directional_derivative(
             self.phi, self.point, {name: direction}, self._magnitude(measured),
             centred=True, reach=reach)

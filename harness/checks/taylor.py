@@ -129,7 +129,7 @@ def _gradient_allowance(case: Case, name: str, direction, *, measured: bool) -> 
     allowance = case.allowance(gradient)
     if measured:
         allowance = allowance.plus(**{"autograd rounding": case.rounding("autograd")[name]})
-    return float(allowance.projected(direction).total)
+    return float(allowance.projected_on(case.oracle.weights(name, direction)).total)
 
 
 def _phi_noise(case: Case) -> float:
