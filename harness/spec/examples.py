@@ -107,8 +107,8 @@ def uniform_magnitudes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(magnitudes uniform in [low, high], a tensor whose signs are random), from one draw:
     u - 1/2 in [-1/2, 1/2) gives the sign and, as 2 |u - 1/2|, the place between low and
-    high (the values of 2u - 1 bit for bit, exact as both are, in one pass less). Apart,
-    for a caller that needs the magnitudes as well (the oracle's |u|).
+    high (the values of 2u - 1 bit for bit, exact as both are, in one pass less). Kept
+    apart for a caller that needs the magnitudes too (the oracle keeps its direction's |u|).
 
     >>> magnitudes, signs = uniform_magnitudes((1000,), seed=3, low=0.5, high=1.5)
     >>> bool(((magnitudes >= 0.5) & (magnitudes <= 1.5)).all()), bool((signs < 0).any())
