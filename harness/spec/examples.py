@@ -99,7 +99,7 @@ def signed_uniform(shape: Sequence[int], seed: int, low: float, high: float) -> 
     """Magnitudes uniform in [low, high] with random signs, from one draw (see
     ``uniform_magnitudes``)."""
     magnitudes, centred = _magnitudes(shape, seed, low, high)
-    return torch.from_numpy(np.copysign(magnitudes, centred, out=magnitudes))
+    return _drawn_tensor(np.copysign(magnitudes, centred, out=magnitudes))
 
 
 def uniform_magnitudes(
@@ -115,7 +115,7 @@ def uniform_magnitudes(
     (True, True)
     """
     magnitudes, centred = _magnitudes(shape, seed, low, high)
-    return torch.from_numpy(magnitudes), torch.from_numpy(centred)
+    return _drawn_tensor(magnitudes), _drawn_tensor(centred)
 
 
 def _magnitudes(shape: Sequence[int], seed: int, low: float, high: float):
@@ -127,6 +127,13 @@ def _magnitudes(shape: Sequence[int], seed: int, low: float, high: float):
     magnitudes *= 2 * (high - low)
     magnitudes += low
     return magnitudes, centred
+
+
+def _drawn_tensor(array: np.ndarray) -> torch.Tensor:
+    """The array as a tensor, sharing its memory; an empty one afresh, with the strides
+    of its shape (numpy gives an empty array zero strides, which view_as_complex refuses)."""
+    return torch.from_numpy(array) if array.size else torch.empty(array.shape,
+                                                                  dtype=torch.float64)
 
 
 def cotangent(shape: torch.Size, seed: int, dtype: torch.dtype, device: str) -> torch.Tensor:
