@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -156,13 +157,13 @@ class Outputs:
                             f"its {len(entries)} outputs — return at least one")
         return cls(entries, multi, skipped)
 
-    @property
+    @cached_property  # the entries never change, and each check asks
     def differentiable(self) -> tuple[int, ...]:
         """The indices of the differentiated outputs: the ones with a cotangent."""
         return tuple(k for k, entry in enumerate(self.entries)
                      if _differentiated(entry) and k not in self.skipped)
 
-    @property
+    @cached_property
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return tuple(self.entries[k] for k in self.differentiable)
 

@@ -138,9 +138,11 @@ def real_view(value: torch.Tensor) -> torch.Tensor:
 
 
 def _check_term(name: str, value: torch.Tensor) -> None:
-    # One pass: NaN makes the least and the greatest NaN, and NaN >= 0 is False.
-    least, greatest = torch.aminmax(value) if value.numel() else (value.new_zeros(()),) * 2
-    if not (bool(least >= 0) and bool(greatest < float("inf"))):
+    if value.dim() == 0:  # most terms: a float, not three tensor operations
+        least = greatest = float(value)
+    else:  # one pass: NaN makes the least and the greatest NaN
+        least, greatest = torch.aminmax(value) if value.numel() else (value.new_zeros(()),) * 2
+    if not (bool(least >= 0) and bool(greatest < float("inf"))):  # NaN >= 0 is False
         raise AllowanceError(
             f"harness bug: the allowance term {name!r} is {_worst(value)} — "
             f"please report it with the spec and the Reproduce line"

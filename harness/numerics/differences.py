@@ -8,6 +8,7 @@ of one input are a batch of directional derivatives along scaled unit vectors.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -69,6 +70,8 @@ class Estimate:
 
     @cached_property  # asked at each step of the way: by the retries, the trust, the verdict
     def finite(self) -> bool:
+        if self.value.numel() == 1:  # a directional estimate: two floats, no tensor ops
+            return math.isfinite(float(self.value)) and math.isfinite(float(self.error))
         return bool(torch.isfinite(self.value).all() and torch.isfinite(self.error).all())
 
 
