@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import opinfo_specs
 from opinfo_specs import CHECKS_PER_DTYPE, KNOWN_TORCH_BUGS, Sample, run
 
-from harness.numerics import differences, steps
+from harness.numerics import richardson, steps
 from harness.numerics.allowance import real_view
 from harness.power import planted
 from harness.report import message
@@ -235,7 +235,7 @@ def planted_resolution(sample: Sample) -> float:
         scale = steps.step_scale(real_view(leaf.detach()),
                                        sample.spec.inputs[name.split("[")[0]])
         moved = max(moved, float((real_view(grad).abs().double() * scale).max()))
-    term = differences.EPS64 * float(element.detach().abs())
+    term = richardson.EPS64 * float(element.detach().abs())
     if moved == 0.0:
         return 0.0
     return moved / term if term > 0 else float("inf")

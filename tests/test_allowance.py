@@ -266,11 +266,11 @@ def test_each_partial_counts_the_rounding_of_the_terms_it_moves(monkeypatch) -> 
     terms are the same bit for bit at every step, and their rounding (39 times the
     saturated term's) is no error of that partial. Counting it hides an error of 1e-4
     in the saturated element's gradient."""
-    from harness.numerics import differences
+    from harness.numerics import richardson
 
     assert _passes(_tanh_with_one_saturated(0.0), "finite_difference")
     assert not _passes(_tanh_with_one_saturated(1e-4), "finite_difference")
-    monkeypatch.setattr(differences, "_moved_rounding",
+    monkeypatch.setattr(richardson, "_moved_rounding",
                         lambda moved, magnitude, finest: magnitude)
     assert _passes(_tanh_with_one_saturated(1e-4), "finite_difference")
 
@@ -280,13 +280,13 @@ def test_the_steps_own_rounding_errs_by_the_slope_times_it(monkeypatch) -> None:
     by the slope times eps |x| / h. tan at 6.24 (tan 0.04, slope 1) beside a point 3e-3
     from a pole, whose curvature makes the oracle retry with steps 16 times smaller: the
     rounding of the steps, 1e-11 of the slope there, dwarfs that of tan's values."""
-    from harness.numerics import differences
+    from harness.numerics import richardson
 
     spec = Spec(name="tan_by_a_pole", forward=lambda x: torch.tan(x),
                 inputs={"x": Input(["n"], low=-10, high=10)},
                 examples=[{"x": [6.240053349848649, 1.5735470746072688]}])
     assert _passes(spec, "finite_difference")
-    monkeypatch.setattr(differences, "STEP_ROUNDING_ULPS", 0)
+    monkeypatch.setattr(richardson, "STEP_ROUNDING_ULPS", 0)
     assert not _passes(spec, "finite_difference")
 
 
@@ -294,12 +294,12 @@ def test_an_output_no_step_moves_still_counts_its_rounding(monkeypatch) -> None:
     """1e17 + x0 at x0 = 1.5 never moves (its ulp is 16), yet depends on x0 with slope 1:
     finite differences see 0 there, and only the unmoved term's rounding over a step of
     x0's whole scale (16 / 1.5 in phi's units) allows for that."""
-    from harness.numerics import differences
+    from harness.numerics import richardson
 
     spec = Spec(name="under_an_ulp", forward=lambda x: torch.stack([1e17 + x[0], x[1] ** 2]),
                 inputs={"x": Input([2])}, examples=[{"x": [1.5, 0.7]}])
     assert _passes(spec, "finite_difference")
-    monkeypatch.setattr(differences, "_moved_rounding", lambda moved, magnitude, finest: moved)
+    monkeypatch.setattr(richardson, "_moved_rounding", lambda moved, magnitude, finest: moved)
     assert not _passes(spec, "finite_difference")
 
 

@@ -18,7 +18,7 @@ import torch
 
 from harness.checks import evaluate
 from harness.errors import Discarded
-from harness.numerics import differences, steps
+from harness.numerics import differences, richardson, steps
 from harness.numerics.allowance import real_view
 from harness.spec.examples import uniform_magnitudes
 
@@ -42,7 +42,7 @@ class Oracle:
         # and at 10^5 elements glibc then trims the heap after each evaluation of phi and
         # faults it back in: measured, 17x one forward + backward instead of 10x.
         self.case = case
-        self._partials: dict[tuple[str, bool], differences.Estimate] = {}
+        self._partials: dict[tuple[str, bool], richardson.Estimate] = {}
         self._scales: dict[str, torch.Tensor] = {}
         self._directions: dict[str, torch.Tensor] = {}
         self._weights: dict[str, torch.Tensor] = {}  # |u| of each drawn direction
@@ -136,7 +136,7 @@ class Oracle:
         sizes = [real_view(o).abs().double().reshape(-1) for o in self.case.output64]
         if measured:
             noise = self.case.rounding("output", in_float64=True)
-            per_ulps = differences.EVALUATION_ULPS / 2 * differences.EPS64
+            per_ulps = richardson.EVALUATION_ULPS / 2 * richardson.EPS64
             sizes = [torch.maximum(size, real_view(noise[key]).to(size.device).reshape(-1)
                                    / per_ulps)
                      for size, key in zip(sizes, self.case.output_keys)]
@@ -158,7 +158,7 @@ class Oracle:
         scale = self.scale(name)
         return scale.amax(-1) if self.case.point64[name].is_complex() else scale
 
-    def partials(self, name: str, *, measured: bool = False) -> differences.Estimate:
+    def partials(self, name: str, *, measured: bool = False) -> richardson.Estimate:
         """Every partial derivative of phi for input ``name`` (with ``measured``, its error
         bound counts the forward's measured rounding); discards a kinked point — after
         asking whether the forward's own rounding explains what looked like one."""
@@ -222,7 +222,7 @@ class Oracle:
     def directional(
         self, name: str, direction: torch.Tensor, *, measured: bool = False,
         step: float | None = None,
-    ) -> differences.Estimate:
+    ) -> richardson.Estimate:
         """The derivative of phi along ``direction`` for input ``name``; ``step`` is
         sum |direction|, where the caller has it. A direction that moves every element
         (as every drawn one does) moves sum |x|, kept once per input."""
@@ -240,7 +240,7 @@ class Oracle:
 
     def directional_all(
         self, directions: dict[str, torch.Tensor], *, measured: bool = False
-    ) -> differences.Estimate:
+    ) -> richardson.Estimate:
         """The derivative of phi along several inputs at once (no discarding)."""
         directions = {name: real_view(d).to(torch.float64) for name, d in directions.items()}
         return differences.directional_derivative(
@@ -256,11 +256,11 @@ def _wide(dtype: torch.dtype) -> torch.dtype:
     return torch.complex128 if dtype.is_complex else torch.float64
 
 
-def _trusted(estimate: differences.Estimate) -> bool:
+def _trusted(estimate: richardson.Estimate) -> bool:
     return estimate.finite and bool(estimate.smooth.all())
 
 
-def _judgeable(estimate: differences.Estimate) -> differences.Estimate:
+def _judgeable(estimate: richardson.Estimate) -> richardson.Estimate:
     if estimate.failure:
         raise Discarded(f"the forward raised within a finite-difference step: {estimate.failure}")
     if not estimate.finite:

@@ -1,78 +1,30 @@
-"""The finite-difference oracle: Richardson-extrapolated central differences in float64.
+"""The finite-difference oracle: where phi is evaluated, in float64, for a derivative.
 
 Everything here differentiates a scalar function ``phi(values) = <v, f(values)>``
 (the spec's forward contracted with the cotangent), so a directional derivative
 costs six forward evaluations whatever the input size, and the partial derivatives
-of one input are a batch of directional derivatives along scaled unit vectors.
+of one input are a batch of directional derivatives along scaled unit vectors
+(under ``torch.func.vmap`` where the forward allows). ``harness.numerics.richardson``
+turns the evaluations into an estimate and its error bound.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import replace
 
-import numpy as np
 import torch
 
-from harness.numerics.steps import FIRST_STEP
+from harness.numerics.richardson import EPS64, WHOLE_SCALE_STEP, Estimate, extrapolated
 
-EPS64 = torch.finfo(torch.float64).eps
-HALVINGS = 3  # steps h, h/2, h/4: two rounds of Richardson extrapolation
-RETRIES = 3  # on a non-finite value or a kink between the steps, retry with smaller steps
-RETRY_SHRINK = 16  # ... this much smaller each time
 VMAP_CHUNK = 256
 # The partial derivatives take the perturbations of several steps in one batch, up to
 # this many elements (n^2 a step for n elements).
 BATCHED_ELEMENTS = 2**22
-# Rounding of phi's evaluations: each of the two evaluations a central difference
-# subtracts errs by a few ulps of the terms it sums; over the finest step, in
-# units of eps: 2 evaluations x 4 ulps.
-EVALUATION_ULPS = 8
-# x + t d rounds, so the steps taken are t + e and -t + e' with |e|, |e'| up to
-# eps |x| / |d|: a central difference errs by phi' (e - e') / 2t — the slope times
-# the steps' relative rounding, felt where an element is large beside its change
-# (tan at x = 6.24: 1e-12 of the slope) — and by phi'' (e + e') / 2, felt where the
-# slope is exactly zero (mean((p - t)^2) at p = t). 4 ulps cover both roundings and
-# Richardson's weights, with room.
-STEP_ROUNDING_ULPS = 4
-# The steps, relative to each element's scale, that tell which outputs an element
-# moves at all (``partial_derivatives`` with ``sized``): an output that not even a step
-# of the element's whole scale moves, bit for bit, depends on it by less than its own
-# rounding over that step.
-WHOLE_SCALE_STEP = 1.0
 PROBE_JOINS = 64  # inputs up to this size take the whole-scale steps with the others
-# A difference counts as signal only this far above the rounding noise.
-ABOVE_NOISE = 100
-# Richardson assumes an h^2 error, so the central differences shrink fourfold as
-# h halves; shrinking by less than SLOW_SHRINK marks a function differentiable only
-# once (x|x| at 0), where only the raw step is trusted.
-SLOW_SHRINK = 3
-# Where phi is smooth, (phi(x + h) - 2 phi(x) + phi(x - h)) / h halves with h; it
-# halves at most this fast (with room) unless a step stopped crossing a kink.
-KINK_FALL = 0.375
-# One-sided slopes differ by O(h) where smooth: halving h twice at least halves it.
-ONE_SIDED_SHRINK = 0.5
 
 Values = Mapping[str, torch.Tensor]
 Scalar = Callable[[Values], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A derivative estimate, its error bound, and whether the point looked smooth."""
-
-    value: torch.Tensor
-    error: torch.Tensor
-    smooth: torch.Tensor  # bool: one-sided differences agree (no kink between the steps)
-    failure: str | None = None  # what the forward raised at a step, where it did
-
-    @cached_property  # asked at each step of the way: by the retries, the trust, the verdict
-    def finite(self) -> bool:
-        if self.value.numel() == 1:  # a directional estimate: two floats, no tensor ops
-            return math.isfinite(float(self.value)) and math.isfinite(float(self.error))
-        return bool(torch.isfinite(self.value).all() and torch.isfinite(self.error).all())
 
 
 def directional_derivative(
@@ -107,7 +59,7 @@ def directional_derivative(
         return [at(t) for t in ts]
 
     reach = step_reach(point, direction) if reach is None else reach
-    return _with_failure(_extrapolated(along, lambda: at(0.0), magnitude, reach, centred),
+    return _with_failure(extrapolated(along, lambda: at(0.0), magnitude, reach, centred),
                          failures)
 
 
@@ -117,7 +69,7 @@ def step_reach(
     """The size of the elements a direction moves over the size of its step: sum |x_i|
     over the moved elements (``moved``, where the caller has it: sum |x| for a direction
     that moves every element) over sum |d_i| (``step``). The rounding of x + t d grows
-    with it (see ``STEP_ROUNDING_ULPS``).
+    with it (see ``richardson.STEP_ROUNDING_ULPS``).
 
     >>> import torch
     >>> x = torch.tensor([3.0, -5.0], dtype=torch.float64)
@@ -202,7 +154,7 @@ def partial_derivatives(
         along([])  # the probe alone
         failures.clear()  # a step that size may leave the domain: it says only what moved
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
-    estimate = _extrapolated(along, centre, magnitude, reach.to(base.device), centred,
+    estimate = extrapolated(along, centre, magnitude, reach.to(base.device), centred,
                              moved=(lambda: moved[0]) if sized else None)
     return _with_failure(Estimate(
         (estimate.value / scale.reshape(-1)).reshape(base.shape),
@@ -304,102 +256,3 @@ def _with_failure(estimate: Estimate, failures: list[str]) -> Estimate:
     if failures and not estimate.finite:
         return replace(estimate, failure=failures[0])
     return estimate
-
-
-def _extrapolated(
-    along: Callable[[list[float]], list[torch.Tensor]], centre: Callable[[], torch.Tensor],
-    magnitude: float, reach: torch.Tensor | float, centred: bool,
-    moved: Callable[[], torch.Tensor] | None = None,
-) -> Estimate:
-    """``along(ts)``: phi at each step t of ``ts`` (a batch of them at once, where the
-    caller can); ``centre()``: phi at the point, never called when ``centred``; ``reach``:
-    the moved elements' size over the step's, |x| / |d| (see _richardson); ``moved()``,
-    where given, the size of the terms each estimate's steps moved, read after ``along``
-    (see ``partial_derivatives``)."""
-    step = FIRST_STEP
-    for _ in range(RETRIES + 1):
-        estimate, clear = _richardson(along, centre, step, magnitude, reach, centred, moved)
-        if estimate.finite and bool(clear.all()):
-            return estimate
-        step /= RETRY_SHRINK
-    return Estimate(estimate.value, estimate.error, estimate.smooth & clear)
-
-
-def _richardson(
-    along, centre_of, step: float, magnitude: float, reach: torch.Tensor | float,
-    centred: bool, moved: Callable[[], torch.Tensor] | None = None,
-) -> tuple[Estimate, torch.Tensor]:
-    """The extrapolated estimate, and where no kink lies between the steps (see
-    ``_kink_between_steps``)."""
-    with torch.no_grad():
-        steps = [step / 2**k for k in range(HALVINGS)]
-        evaluated = torch.stack(along([*steps, *(-h for h in steps)]))
-        centre = None if centred else _host(centre_of())
-    # The arithmetic runs on the host in numpy, each quantity for every step at once (a
-    # row per step): some forty operations on a few small arrays, where torch's dispatch
-    # costs more than a directional example's whole arithmetic, and numpy rounds alike
-    # (IEEE arithmetic, element by element; no reduction sums).
-    values = _host(evaluated)
-    plus, minus = values[:HALVINGS], values[HALVINGS:]
-    h = np.array(steps).reshape(HALVINGS, *[1] * (values.ndim - 1))
-    with np.errstate(all="ignore"):  # a step out of the domain is NaN, as in torch
-        central = (plus - minus) / (2 * h)
-        first = (4 * central[1:] - central[:-1]) / 3
-        second = (16 * first[1] - first[0]) / 15
-        largest = np.abs(values).max(axis=0)
-        if centre is not None:
-            largest = np.maximum(largest, np.abs(centre))
-        rounding = (magnitude if moved is None
-                    else _moved_rounding(_host(moved()), magnitude, steps[-1]))
-        noise = EVALUATION_ULPS * EPS64 * (rounding + largest) / steps[-1]
-        # |phi(x + h) - 2 phi(x) + phi(x - h)| / h: how far the one-sided slopes differ.
-        jumps = np.abs((plus + minus if centre is None else plus - 2 * centre + minus) / h)
-        curvature = jumps[0] / steps[0]
-        slope = np.abs(central[-1])
-        if isinstance(reach, torch.Tensor):
-            reach = _host(reach)
-        noise = noise + STEP_ROUNDING_ULPS * EPS64 * reach * (curvature + slope / steps[-1])
-        error = np.abs(second - first[1]) + noise
-        # Where the differences shrink slower than h^2 (a function differentiable only
-        # once, like x|x| at 0) only the raw step is trusted: its error is about the
-        # last difference, doubled.
-        coarse, fine = np.abs(central[:-1] - central[1:])
-        slow = (fine > ABOVE_NOISE * noise) & (coarse < SLOW_SHRINK * fine)
-        error = np.where(slow, error + 2 * fine, error)
-        smooth = _one_sided_agree(jumps, noise)
-        clear = ~_kink_between_steps(jumps, noise)
-    device = evaluated.device
-    estimate = Estimate(*(torch.from_numpy(np.asarray(a)).to(device)
-                          for a in (second, error, smooth)))
-    return estimate, torch.from_numpy(np.asarray(clear))
-
-
-def _host(value: torch.Tensor) -> np.ndarray:
-    return value.detach().cpu().numpy()
-
-
-def _moved_rounding(moved: np.ndarray, magnitude: float, finest: float) -> np.ndarray:
-    """The size of the terms whose rounding an estimate over the finest step carries: the
-    moved ones in full, the others (unmoved by a step of the whole scale) as their
-    rounding over that step, not the finest."""
-    return moved + (magnitude - moved) * (finest / WHOLE_SCALE_STEP)
-
-
-def _kink_between_steps(jumps: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """A kink that the coarser steps cross and the finer do not (relu of a
-    pre-activation 0.007 from 0, a step of 0.017): the finest one-sided
-    differences agree, but Richardson mixes the crossed steps in.
-
-    (phi(x + h) - 2 phi(x) + phi(x - h)) / h halves with h where phi is smooth,
-    shrinks more slowly where it is differentiable once, and falls faster only
-    as a step stops crossing a kink (or at an inflection point, which smaller
-    steps settle). Where it does, the caller retries with smaller steps.
-    """
-    return (jumps[1:] + ABOVE_NOISE * noise < KINK_FALL * jumps[:-1]).any(axis=0)
-
-
-def _one_sided_agree(jumps: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """One-sided slopes differ by O(h) where smooth and by a fixed jump at a kink."""
-    shrinks = jumps[-1] <= ONE_SIDED_SHRINK * jumps[0]
-    negligible = jumps[-1] <= ABOVE_NOISE * noise
-    return shrinks | negligible
