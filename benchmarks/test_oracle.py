@@ -88,12 +88,12 @@ def test_per_example_cost_does_not_grow_with_size(check, benchmark) -> None:
         f"(limit: at most {PER_EXAMPLE_LIMIT:g}x)")
     if ratio > PER_EXAMPLE_TARGET:
         # Issue 17: on this 2-core CPU both meet it on one thread (OMP_NUM_THREADS=1:
-        # 8.8-9.1x); on two taylor does (9.6-9.8x) and finite_difference is at its edge
-        # (9.6-10.3x): 13 float64 forwards of the whole input (Richardson's six along
-        # each of two directions, and the case's own), each evaluation also moving the
-        # point and contracting with the cotangent — passes bound by memory, which a
-        # second core speeds less than the forward's transcendentals — where one
-        # forward + backward is about four forwards.
+        # 8.6-8.9x); on two taylor does (9.3-9.8x) and finite_difference is at its edge
+        # (9.4-10.3x, median 9.75x over 24 runs): 13 float64 forwards of the whole
+        # input (Richardson's six along each of two directions, and the case's own),
+        # each evaluation also moving the point and contracting with the cotangent —
+        # passes bound by memory, which a second core speeds less than the forward's
+        # transcendentals — where one forward + backward is about four forwards.
         pytest.xfail(f"{check} costs {ratio:.1f}x one forward + backward at {LARGE:,} "
                      f"elements, not {PER_EXAMPLE_TARGET:g}x")
 
