@@ -37,7 +37,7 @@ def directional_derivative(
     scale of the rounding noise in its evaluations, which bounds the error.
     ``centred`` says that phi(point) is 0 by construction (``evaluate.contracted``
     with an offset), which saves its evaluation. ``reach``: ``step_reach`` of the
-    direction, where the caller has what it takes (passes over the input fewer).
+    direction, where the caller has what it takes (it saves passes over the input).
 
     >>> import torch
     >>> phi = lambda v: (v["x"] ** 3).sum()

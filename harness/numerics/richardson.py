@@ -48,6 +48,8 @@ KINK_FALL = 0.375
 # One-sided slopes differ by O(h) where smooth: halving h twice at least halves it.
 ONE_SIDED_SHRINK = 0.5
 
+Array = torch.Tensor | np.ndarray  # the arithmetic's, in torch or in numpy
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -101,9 +103,10 @@ def _richardson(
             torch, values, centre, sizes, reach, steps, h.reshape(HALVINGS, 1), magnitude)
         return Estimate(second, error, smooth), clear
     # A directional estimate, six scalars: its forty-odd operations run on the host in
-    # numpy, where torch's dispatch cost a third of it, and round alike (IEEE arithmetic,
-    # element by element; no reduction sums). For partial derivatives numpy's conversions
-    # and its calls, cold between examples, would cost more than they save.
+    # numpy, in a third of torch's time (whose dispatch outweighs the arithmetic), and
+    # round alike (IEEE arithmetic, element by element; no reduction sums). For partial
+    # derivatives numpy's conversions and its calls, cold between examples, would cost
+    # more than they save.
     host = [None if v is None else _host(v) for v in (values, centre, sizes)]
     if isinstance(reach, torch.Tensor):
         reach = _host(reach)
@@ -113,7 +116,10 @@ def _richardson(
             torch.from_numpy(np.asarray(clear)))
 
 
-def _arithmetic(xp, values, centre, moved, reach, steps: list[float], h, magnitude: float):
+def _arithmetic(
+    xp, values: Array, centre: Array | None, moved: Array | None, reach: Array | float,
+    steps: list[float], h: Array, magnitude: float,
+) -> tuple[Array, Array, Array, Array]:
     """Richardson's extrapolation of phi's ``values`` (the steps ``steps``, then their
     negatives; ``h``: the steps, a row each), each quantity for every step at once (a row
     per step), with ``xp`` torch or numpy: (the estimate, its error bound, where the
@@ -146,14 +152,14 @@ def _host(value: torch.Tensor) -> np.ndarray:
     return value.detach().cpu().numpy()
 
 
-def _moved_rounding(moved, magnitude: float, finest: float):
+def _moved_rounding(moved: Array, magnitude: float, finest: float) -> Array:
     """The size of the terms whose rounding an estimate over the finest step carries: the
     moved ones in full, the others (unmoved by a step of the whole scale) as their
     rounding over that step, not the finest."""
     return moved + (magnitude - moved) * (finest / WHOLE_SCALE_STEP)
 
 
-def _kink_between_steps(jumps, noise):
+def _kink_between_steps(jumps: Array, noise: Array) -> Array:
     """A kink that the coarser steps cross and the finer do not (relu of a
     pre-activation 0.007 from 0, a step of 0.017): the finest one-sided
     differences agree, but Richardson mixes the crossed steps in.
@@ -166,7 +172,7 @@ def _kink_between_steps(jumps, noise):
     return (jumps[1:] + ABOVE_NOISE * noise < KINK_FALL * jumps[:-1]).any(0)
 
 
-def _one_sided_agree(jumps, noise):
+def _one_sided_agree(jumps: Array, noise: Array) -> Array:
     """One-sided slopes differ by O(h) where smooth and by a fixed jump at a kink."""
     shrinks = jumps[-1] <= ONE_SIDED_SHRINK * jumps[0]
     negligible = jumps[-1] <= ABOVE_NOISE * noise
