@@ -195,9 +195,14 @@ class Oracle:
     def weights(self, name: str, direction: torch.Tensor) -> torch.Tensor:
         """|direction| in float64 on the CPU, as an allowance projects on it (a drawn
         direction's from its draw: a pass over it less)."""
-        if direction is self._directions.get(name):
+        if self._drawn(name, direction):
             return self._weights[name]
         return direction.detach().abs().double().cpu()
+
+    def _drawn(self, name: str, direction: torch.Tensor) -> bool:
+        """Whether ``direction`` is the one drawn for ``name`` (whose |u| is kept and which
+        moves every element: no component is zero)."""
+        return direction is self._directions.get(name)
 
     def _absolute_sum(self, name: str) -> float:
         """sum |x| of input ``name`` in real coordinates (once per input: both directions
@@ -224,13 +229,10 @@ class Oracle:
         step: float | None = None,
     ) -> richardson.Estimate:
         """The derivative of phi along ``direction`` for input ``name``; ``step`` is
-        sum |direction|, where the caller has it. A direction that moves every element
-        (as every drawn one does) moves sum |x|, kept once per input."""
-        dense = (direction is self._directions.get(name)  # drawn: no component is zero
-                 or int(torch.count_nonzero(direction)) == direction.numel())
+        sum |direction|, where the caller has it."""
         reach = differences.step_reach(
             {name: self.point[name]}, {name: direction}, step=step,
-            moved=self._absolute_sum(name) if dense else None)
+            absolute_sums={name: self._absolute_sum(name)}, dense=self._drawn(name, direction))
         estimate = differences.directional_derivative(
             self.phi, self.point, {name: direction}, self._magnitude(measured),
             centred=True, reach=reach)

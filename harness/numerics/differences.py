@@ -64,30 +64,36 @@ def directional_derivative(
 
 
 def step_reach(
-    point: Values, direction: Values, *, moved: float | None = None, step: float | None = None,
+    point: Values, direction: Values, *, absolute_sums: Mapping[str, float] | None = None,
+    dense: bool = False, step: float | None = None,
 ) -> float:
     """The size of the elements a direction moves over the size of its step: sum |x_i|
-    over the moved elements (``moved``, where the caller has it: sum |x| for a direction
-    that moves every element) over sum |d_i| (``step``). The rounding of x + t d grows
-    with it (see ``richardson.STEP_ROUNDING_ULPS``).
+    over the moved elements over sum |d_i| (``step``, where the caller has it). The
+    rounding of x + t d grows with it (see ``richardson.STEP_ROUNDING_ULPS``).
+    ``absolute_sums``: sum |x| of each input, where the caller keeps it, which is the
+    moved size wherever the direction moves every element — as ``dense`` says it does
+    (otherwise its zeros are counted).
 
     >>> import torch
     >>> x = torch.tensor([3.0, -5.0], dtype=torch.float64)
     >>> step_reach({"x": x}, {"x": torch.tensor([0.5, 0.0], dtype=torch.float64)})
     6.0
     """
-    if moved is None:
-        moved = sum(_moved_size(point[name], d) for name, d in direction.items())
+    sums = absolute_sums or {}
+    moved = sum(_moved_size(point[name], d, sums.get(name), dense)
+                for name, d in direction.items())
     if step is None:
         step = sum(float(d.abs().sum()) for d in direction.values())
     return moved / step if step > 0 else 0.0
 
 
-def _moved_size(value: torch.Tensor, direction: torch.Tensor) -> float:
-    """sum |value| over the elements that ``direction`` moves."""
-    if int(torch.count_nonzero(direction)) < direction.numel():
+def _moved_size(value: torch.Tensor, direction: torch.Tensor, absolute_sum: float | None,
+                dense: bool) -> float:
+    """sum |value| over the elements that ``direction`` moves (``absolute_sum``, where
+    given, is sum |value| over all of them)."""
+    if not dense and int(torch.count_nonzero(direction)) < direction.numel():
         return float(torch.where(direction != 0, value, 0).abs().sum())
-    return float(value.abs().sum())
+    return float(value.abs().sum()) if absolute_sum is None else absolute_sum
 
 
 def partial_derivatives(
