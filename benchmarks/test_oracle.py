@@ -4,7 +4,10 @@
    does not grow with the input (directional derivatives): at 10^5 input elements
    within ``PER_EXAMPLE_LIMIT`` times one forward + backward (issue 3), and the target
    of issue 17 is ``PER_EXAMPLE_TARGET``; between the two the test is an xfail that
-   names the figure.
+   names the figure. What the harness adds to the forwards its method must run (its
+   own work: the backward, and each forward at a moved point) is held to
+   ``OWN_WORK_LIMIT`` times that work: a figure that does not depend on how the spec's
+   forward weighs against its backward.
 2. The batched full Jacobian (``torch.func.vmap`` over the perturbations) is at least
    as accurate as ``gradcheck(fast_mode=False)`` at 1000 input elements, and the target
    is ``JACOBIAN_TARGET`` times faster. It is met where gradcheck's per-call overhead
@@ -33,6 +36,7 @@ from harness.spec.examples import Example
 LARGE = 100_000
 PER_EXAMPLE_LIMIT = 20.0
 PER_EXAMPLE_TARGET = 10.0
+OWN_WORK_LIMIT = 2.5
 JACOBIAN_ELEMENTS = 1000
 JACOBIAN_TARGET = 10.0
 GRADCHECK_EPS = 1e-6  # gradcheck's default step
@@ -62,40 +66,68 @@ def _median(benchmark) -> float:
 
 
 
+def _forwards_per_example(check: str, example: Example) -> int:
+    """How many times ``check`` runs the forward in one example."""
+    calls = 0
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return smooth(x)
+
+    spec = Spec(name=SPEC.name, forward=counted, inputs={"x": Input(["n"])},
+                backward={"x": smooth_backward}, dims={"n": (1, LARGE)})
+    CHECKS[check].run(Case(spec, example, "cpu", torch.float64))
+    return calls
+
+
 @pytest.mark.parametrize("check", ["finite_difference", "taylor"])
 def test_per_example_cost_does_not_grow_with_size(check, benchmark) -> None:
     example = _example(LARGE)
+    x = example.values["x"]
 
     def one_example() -> list:
         return CHECKS[check].run(Case(SPEC, example, "cpu", torch.float64))
 
     def forward_and_backward() -> None:
-        x = example.values["x"].clone().requires_grad_()
-        smooth(x).backward(torch.ones_like(x))
+        leaf = x.clone().requires_grad_()
+        smooth(leaf).backward(torch.ones_like(leaf))
+
+    # The least any implementation of the method runs: the case's forward and backward,
+    # and every other forward at a point moved along a direction (each step a new tensor).
+    moved_forwards = _forwards_per_example(check, example) - 1
+    direction = torch.rand(x.shape, generator=torch.Generator().manual_seed(3),
+                           dtype=torch.float64)
+
+    def own_work() -> None:
+        forward_and_backward()
+        for k in range(moved_forwards):
+            smooth(torch.add(x, direction, alpha=1e-3 / 2 ** (k % 3)))
 
     benchmark.group = f"oracle: one example at {LARGE:,} elements"
     failures = benchmark(one_example)
     assert failures == [], "\n".join(f.summary for f in failures)
     if not benchmark.enabled:
         return
-    # Timed in turns, so that a change in the machine's load moves both alike.
-    ours, baseline = time_calls([one_example, forward_and_backward], min_rounds=20, min_time=1.0)
-    ratio = statistics.median(ours) / statistics.median(baseline)
-    benchmark.extra_info.update(elements=LARGE, forward_backward_s=statistics.median(baseline),
-                                ratio_to_forward_backward=ratio)
-    assert ratio <= PER_EXAMPLE_LIMIT, (
-        f"{check} costs {ratio:.1f}x one forward + backward at {LARGE:,} elements "
-        f"(limit: at most {PER_EXAMPLE_LIMIT:g}x)")
+    # Timed in turns, so that a change in the machine's load moves all three alike.
+    ours, baseline, least = (statistics.median(times) for times in time_calls(
+        [one_example, forward_and_backward, own_work], min_rounds=20, min_time=1.0))
+    ratio, overhead = ours / baseline, ours / least
+    benchmark.extra_info.update(elements=LARGE, forward_backward_s=baseline,
+                                ratio_to_forward_backward=ratio, forwards=moved_forwards + 1,
+                                own_work_s=least, ratio_to_own_work=overhead)
+    figures = (f"{check} costs {ratio:.1f}x one forward + backward at {LARGE:,} elements, "
+               f"{overhead:.2f}x its own {moved_forwards + 1} forwards and backward")
+    assert ratio <= PER_EXAMPLE_LIMIT, f"{figures} (limit: {PER_EXAMPLE_LIMIT:g}x)"
+    assert overhead <= OWN_WORK_LIMIT, f"{figures} (limit: {OWN_WORK_LIMIT:g}x its own)"
     if ratio > PER_EXAMPLE_TARGET:
-        # Issue 17: on this 2-core CPU both meet it on one thread (OMP_NUM_THREADS=1:
-        # 8.6-8.9x); on two taylor does (9.3-9.8x) and finite_difference is at its edge
-        # (9.4-10.3x, median 9.75x over 24 runs): 13 float64 forwards of the whole
-        # input (Richardson's six along each of two directions, and the case's own),
-        # each evaluation also moving the point and contracting with the cotangent —
-        # passes bound by memory, which a second core speeds less than the forward's
-        # transcendentals — where one forward + backward is about four forwards.
-        pytest.xfail(f"{check} costs {ratio:.1f}x one forward + backward at {LARGE:,} "
-                     f"elements, not {PER_EXAMPLE_TARGET:g}x")
+        # Issue 17 (blocked on this figure): on this 2-core CPU both meet it on one thread
+        # (OMP_NUM_THREADS=1: 8.6-8.9x); on two, 9.4-11.5x over the sessions' runs. The
+        # method is the floor: 13 float64 forwards of the whole input (Richardson's six
+        # along each of two directions, and the case's own), where one forward + backward
+        # of this spec is about two and a half forwards — its own work alone is 6.3-6.6x
+        # here. Fewer evaluations would cost the error bound its sensitivity rests on.
+        pytest.xfail(f"{figures}; not {PER_EXAMPLE_TARGET:g}x one forward + backward")
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:
