@@ -1,9 +1,10 @@
 """What the allocator costs one example at 10^5 elements, run back to back as Hypothesis
 runs them: the wall time and the page faults of each ``finite_difference`` example.
 
-glibc hands memory above its trim threshold back to the system as it is freed and faults
-it in again when the next example asks for it; the threshold adapts to the largest block
-the process has freed, so the figure depends on what ran before. Compare
+glibc hands free memory above its trim threshold back to the system and faults it in
+again when the next evaluation asks for it; the threshold adapts to the largest block the
+process has freed, and ``harness/checks/heap.py`` frees one block of a case's size so that
+it is kept. Compare with glibc told to keep everything:
 
     python benchmarks/heap_faults.py
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=67108864 \\

@@ -37,7 +37,8 @@ def _case(size: int) -> Case:
 
 
 def test_the_oracles_direction_keeps_its_magnitudes_from_the_draw():
-    oracle = _case(1000).oracle
+    case = _case(1000)  # the oracle refers to its case weakly: keep it
+    oracle = case.oracle
     direction = oracle.direction("x")
     assert torch.equal(oracle.weights("x", direction), direction.abs())
     # It moves every element: the oracle counts sum |x| as what its steps move.
@@ -47,7 +48,8 @@ def test_the_oracles_direction_keeps_its_magnitudes_from_the_draw():
 
 
 def test_another_directions_magnitudes_are_its_own():
-    oracle = _case(1000).oracle
+    case = _case(1000)
+    oracle = case.oracle
     other = oracle.direction("x").clone()
     other[::2] = 0
     assert torch.equal(oracle.weights("x", other), other.abs())

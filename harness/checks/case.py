@@ -16,7 +16,7 @@ from functools import cached_property
 
 import torch
 
-from harness.checks import evaluate
+from harness.checks import evaluate, heap
 from harness.checks.oracle import Oracle
 from harness.errors import Discarded, Fault
 from harness.numerics.allowance import ORACLE_ERROR_FACTOR, Allowance, Tolerance
@@ -39,6 +39,9 @@ class Case:
         self.dims = example.dims
         self.values = evaluate.prepared(spec, example, dtype, device)
         self.outputs = evaluate.forward(spec, self.values, example, originals=example.values)
+        if torch.device(device).type == "cpu":  # its evaluations' blocks: see checks/heap
+            heap.keep_blocks_of(max((t.nbytes for t in (*self.values.values(),
+                                                        *self.outputs.tensors)), default=0))
         self.cotangents = tuple(
             cotangent(t.shape, example.cotangent_seed + COTANGENT_STRIDE * k, t.dtype, device)
             for k, t in enumerate(self.outputs.tensors))

@@ -10,6 +10,7 @@ not finite or raises within a step, one-sided differences that disagree (a kink)
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -37,11 +38,12 @@ class Oracle:
     """
 
     def __init__(self, case: Case):
-        # A cycle (the case owns its oracle), which the cyclic collector frees, not the
-        # example's end. A weak reference here frees each example's tensors as it ends —
-        # and at 10^5 elements glibc then trims the heap after each evaluation of phi and
-        # faults it back in: measured, 17x one forward + backward instead of 10x.
-        self.case = case
+        # The case owns its oracle; a strong reference back would make a cycle, which
+        # the cyclic collector frees some examples later: at 10^5 elements two dozen
+        # examples' tensors (190 MB) waited for it, and on a GPU device memory would.
+        # Freed as each example ends, they would be trimmed from glibc's heap and
+        # faulted back in at every evaluation, but for ``heap.keep_blocks_of``.
+        self._case = weakref.ref(case)
         self._partials: dict[tuple[str, bool], richardson.Estimate] = {}
         self._scales: dict[str, torch.Tensor] = {}
         self._directions: dict[str, torch.Tensor] = {}
@@ -50,6 +52,15 @@ class Oracle:
         self._sizes: dict[bool, torch.Tensor] = {}  # measured -> the terms' sizes
         self._batches: dict[str, bool] = {}
         self._absolute_sums: dict[str, float] = {}
+
+    @property
+    def case(self) -> Case:
+        """The case this oracle differentiates at (which must outlive it)."""
+        case = self._case()
+        if case is None:
+            raise ReferenceError("the oracle's case was freed — keep the Case while its "
+                                 "oracle is in use")
+        return case
 
     @cached_property
     def point(self) -> dict[str, torch.Tensor]:
