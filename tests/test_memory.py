@@ -87,5 +87,7 @@ def test_a_case_keeps_its_blocks_in_the_heap():
     """Where glibc would mmap a block, and so unmap it as it is freed and fault it in
     afresh at the next evaluation, the kept block puts it in the heap.
     ``benchmarks/heap_faults.py`` measures what that saves."""
-    assert _mmapped_bytes("plain") >= 4 << 20  # glibc, left alone, maps the block
+    plain = _mmapped_bytes("plain")
+    if plain < 4 << 20:  # something at import raised the threshold: nothing to show here
+        pytest.skip(f"glibc, left alone, mapped {plain} bytes of a 4 MiB block")
     assert _mmapped_bytes("kept") == 0
