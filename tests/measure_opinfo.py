@@ -233,7 +233,7 @@ def planted_resolution(sample: Sample) -> float:
         if grad is None or not grad.numel():
             continue
         scale = steps.step_scale(real_view(leaf.detach()),
-                                       sample.spec.inputs[name.split("[")[0]])
+                                 sample.spec.inputs[name.split("[")[0]])
         moved = max(moved, float((real_view(grad).abs().double() * scale).max()))
     term = richardson.EPS64 * float(element.detach().abs())
     if moved == 0.0:

@@ -161,7 +161,7 @@ def partial_derivatives(
         failures.clear()  # a step that size may leave the domain: it says only what moved
     reach = base.detach().abs().to(torch.float64).reshape(-1) / scale.reshape(-1)
     estimate = extrapolated(along, centre, magnitude, reach.to(base.device), centred,
-                             moved=(lambda: moved[0]) if sized else None)
+                            moved=(lambda: moved[0]) if sized else None)
     return _with_failure(Estimate(
         (estimate.value / scale.reshape(-1)).reshape(base.shape),
         (estimate.error / scale.reshape(-1)).reshape(base.shape),
